@@ -1,0 +1,93 @@
+# anderson_mpi: install, run, test, figures, bench.
+# Everything is overridable:  make test NP=2 MPIEXEC=srun  |  make run PYTHON=python3.12
+SHELL := /bin/bash
+
+PYTHON   ?= python3
+VENV     ?= .venv
+VPY      := $(VENV)/bin/python
+MPIEXEC  ?= mpirun
+NP       ?= 4
+RUN_NP   ?= 2
+JOB      ?= jobs/demo.toml
+RESULTS  ?= results/demo
+# Debian's locations; on a cluster point them at the modules (see README, "Running on a cluster").
+HDF5_PKGCONFIG_NAME ?= hdf5-openmpi
+PETSC_DIR ?= /usr/lib/petscdir/petsc3.18/x86_64-linux-gnu-complex
+MPICC    ?= mpicc
+SKIP_APT ?= $(shell command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] || echo 1)
+
+APT_PACKAGES := openmpi-bin libopenmpi-dev libhdf5-openmpi-dev libpetsc-complex3.18-dev pkg-config \
+                python3-venv python3-dev
+# setuptools >=77 for h5py's metadata, <81 for petsc4py 3.18's link step (see ENVIRONMENT.md)
+BUILD_TOOLS := "Cython>=3,<4" pkgconfig "setuptools>=77,<81" packaging wheel
+PY_PACKAGES := numpy scipy mpi4py pytest pytest-mpi threadpoolctl matplotlib
+
+# Open MPI as root and with more ranks than cores (CI: 2 cores, 4 ranks); one BLAS thread per rank.
+export OMPI_ALLOW_RUN_AS_ROOT ?= 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM ?= 1
+export OMPI_MCA_rmaps_base_oversubscribe ?= 1
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
+.PHONY: install system venv run test test-serial figures bench clean distclean
+
+install: system venv
+	@$(VPY) -c "import anderson_mpi, h5py, petsc4py, mpi4py, scipy; \
+	assert h5py.get_config().mpi, 'h5py lacks MPI'; \
+	print('anderson_mpi', anderson_mpi.__version__, '| h5py', h5py.__version__, 'mpi=True | petsc4py', petsc4py.__version__, '| ready')"
+
+system:
+ifeq ($(SKIP_APT),1)
+	@echo "install: no apt-get as root here: using the MPI, HDF5 and PETSc the environment provides"
+else
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "install: apt-get install$$missing"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "install: system packages present"; fi
+endif
+
+venv:
+	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
+	@$(VPY) -c "import numpy, scipy, mpi4py, pytest, pytest_mpi, threadpoolctl, matplotlib, Cython, pkgconfig" 2>/dev/null || \
+	  { $(VPY) -m pip install -q -U pip && $(VPY) -m pip install -q $(PY_PACKAGES) $(BUILD_TOOLS); }
+	@# h5py against parallel HDF5 (never with build isolation: it would compile an sdist mpi4py)
+	@$(VPY) -c "import h5py, sys; sys.exit(not h5py.get_config().mpi)" 2>/dev/null || \
+	  { echo "install: building h5py against parallel HDF5 (~2 min)"; \
+	    CC=$(MPICC) HDF5_MPI=ON HDF5_PKGCONFIG_NAME=$(HDF5_PKGCONFIG_NAME) H5PY_SETUP_REQUIRES=0 \
+	    $(VPY) -m pip install -q --no-build-isolation --no-binary=h5py --force-reinstall --no-deps h5py; }
+	@# petsc4py against an existing complex PETSc (never let pip build PETSc itself)
+	@$(VPY) -c "import petsc4py; petsc4py.init(); from petsc4py import PETSc; assert PETSc.ScalarType().dtype.kind == 'c'" 2>/dev/null || \
+	  { v=$$(awk '/define PETSC_VERSION_(MAJOR|MINOR|SUBMINOR) /{printf "%s%s", s, $$3; s="."}' $(PETSC_DIR)/include/petscversion.h); \
+	    echo "install: building petsc4py==$$v against PETSC_DIR=$(PETSC_DIR) (~2 min)"; \
+	    PETSC_DIR=$(PETSC_DIR) PETSC_ARCH= $(VPY) -m pip install -q --no-build-isolation petsc4py==$$v; }
+	@$(VPY) -c "import anderson_mpi" 2>/dev/null || $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+
+# The main job on the small embedded default: the demo sweep, then its figures.
+run:
+	@[ -x $(VPY) ] && $(VPY) -c "import anderson_mpi, h5py" 2>/dev/null || $(MAKE) install
+	$(MPIEXEC) -n $(RUN_NP) $(VPY) -m anderson_mpi run $(JOB) --out $(RESULTS) --resume
+	@if [ -d analysis ] && $(VPY) -c "import analysis.figures" 2>/dev/null; then $(MAKE) --no-print-directory figures RESULTS=$(RESULTS); fi
+
+figures:
+	$(VPY) -m analysis $(RESULTS)
+
+# The design card's `mpirun -n 4 pytest`: every rank runs the collective tests; the serial ones are
+# dealt round-robin over the ranks (tests/conftest.py). Per-rank basetemp avoids the /tmp race.
+test:
+	$(MPIEXEC) -n $(NP) bash -c 'exec $(VPY) -m pytest --with-mpi -q --color=no -p no:cacheprovider \
+	  --basetemp=/tmp/pytest-mpi-r$${OMPI_COMM_WORLD_RANK:-$${PMI_RANK:-0}} tests'
+
+test-serial:
+	$(VPY) -m pytest -q -p no:cacheprovider tests
+
+bench:
+	$(VPY) -m anderson_mpi.bench
+
+clean:
+	rm -rf build *.egg-info .pytest_cache results
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,67 @@
+"""Shared test machinery.
+
+Under ``mpirun -n P python -m pytest --with-mpi`` every rank runs the collective tests
+(marked ``mpi``) together, first; the serial tests are dealt round-robin over the ranks so
+that P ranks on few cores do not all repeat the same serial work. Serially (plain
+``python -m pytest``) everything not marked ``mpi`` runs in the one process.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _world(config):
+    if not config.getoption("--with-mpi", default=False):
+        return 0, 1
+    from mpi4py import MPI
+    return MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size
+
+
+def pytest_collection_modifyitems(config, items):
+    rank, size = _world(config)
+    if size == 1:
+        return
+    collective = [item for item in items if item.get_closest_marker("mpi")]
+    serial = [item for item in items if not item.get_closest_marker("mpi")]
+    mine = serial[rank::size]
+    dropped = [item for i, item in enumerate(serial) if i % size != rank]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    items[:] = collective + mine
+
+
+def child_env(**extra):
+    """Environment for a child ``mpirun``: no trace of an enclosing MPI job.
+
+    A test that itself runs under mpirun inherits OMPI_/PMIX_ variables that would make a
+    nested mpirun attach to the parent job; only the root/oversubscribe switches are kept.
+    """
+    keep = {"OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM",
+            "OMPI_MCA_rmaps_base_oversubscribe"}
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith(("OMPI_", "PMIX_", "PMI_", "HYDRA_", "OPAL_", "PRTE_")) and k not in keep)}
+    env.update({"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_mpi(np_, args, timeout=300, **kwargs):
+    """Run ``mpirun -n np_ python ARGS`` (real ranks) and return the CompletedProcess."""
+    cmd = ["mpirun", "-n", str(np_), sys.executable] + [str(a) for a in args]
+    return subprocess.run(cmd, env=child_env(), cwd=kwargs.pop("cwd", ROOT), capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+@pytest.fixture
+def rng(request):
+    # A fixed, test-specific stream: reproducible failures.
+    import zlib
+    import numpy as np
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
