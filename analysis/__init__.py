@@ -1,0 +1,1 @@
+"""Analysis of anderson_mpi result files: QSSEP theory, estimators, fits, figures."""
