@@ -62,7 +62,7 @@ venv:
 	  { v=$$(awk '/define PETSC_VERSION_(MAJOR|MINOR|SUBMINOR) /{printf "%s%s", s, $$3; s="."}' $(PETSC_DIR)/include/petscversion.h); \
 	    echo "install: building petsc4py==$$v against PETSC_DIR=$(PETSC_DIR) (~2 min)"; \
 	    PETSC_DIR=$(PETSC_DIR) PETSC_ARCH= $(VPY) -m pip install -q --no-build-isolation petsc4py==$$v; }
-	@$(VPY) -c "import anderson_mpi" 2>/dev/null || $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	@(cd / && $(CURDIR)/$(VPY) -c "import anderson_mpi") 2>/dev/null || $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
 # The main job on the small embedded default: the demo sweep, then its figures.
 run:

@@ -1,0 +1,288 @@
+"""Per-sample observables of SPEC section 3, from the mode matrices only.
+
+Gneq is never formed. With ``Phi_a`` the stacked mode matrix of slice ``a`` and ``S`` the
+signature, ``G_ab = Phi_a S Phi_b^+``, ``K_a = Phi_a^+ Phi_a`` and ``Phi~_a = U^+ Phi_a``
+(transverse Fourier transform). Every quantity below is a per-sample value whose sum over
+samples (the block sums) is all the estimators need; the connected cumulants are formed
+afterwards from these sums (`analysis.estimators`).
+
+k-resolved means are stored summed over the orbits of the transverse momenta under the
+point symmetries of the ensemble (k -> -k per direction, y <-> z when equivalent). The
+disorder mean of any k-diagonal quantity is constant on an orbit, so nothing is lost, and
+the files shrink by up to 8x.
+
+Pure numpy/scipy: arrays in, arrays out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+import scipy.linalg
+from scipy.linalg import blas
+
+__all__ = ["Layout", "make_layout", "k_orbits", "cut_slices", "field_shapes", "sample_observables"]
+
+# Bound on the temporary arrays of the k-batched products (bytes).
+_CHUNK_BYTES = 64 * 2**20
+
+
+def k_orbits(Ny, Nz, hopping):
+    """Orbits of the transverse momenta under the point symmetries of the disorder ensemble.
+
+    Parameters
+    ----------
+    Ny, Nz : int
+    hopping : (tx, ty, tz)
+
+    Returns
+    -------
+    orbit_index : ndarray (Ny*Nz,), int
+        Orbit of mode ``n*Nz + m`` (k = 2 pi (n/Ny, m/Nz)).
+    orbit_size : ndarray (n_orbits,), int
+    """
+    n, m = np.meshgrid(np.arange(Ny), np.arange(Nz), indexing="ij")
+    images = [(n, m), ((-n) % Ny, m), (n, (-m) % Nz), ((-n) % Ny, (-m) % Nz)]
+    if Ny == Nz and hopping[1] == hopping[2]:
+        images += [(b, a) for a, b in images]
+    canonical = np.min([a * Nz + b for a, b in images], axis=0).ravel()
+    representatives, orbit_index = np.unique(canonical, return_inverse=True)
+    return orbit_index.astype(np.int64), np.bincount(orbit_index).astype(np.int64)
+
+
+def cut_slices(Nx, cuts):
+    """Slice index of each cut fraction z: the slice whose cell [ix/Nx, (ix+1)/Nx) holds z."""
+    cuts = np.asarray(cuts, dtype=float).reshape(-1)
+    return np.clip(np.floor(cuts * Nx).astype(np.int64), 0, Nx - 1)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Geometry shared by all samples of a run: sizes, k orbits, cut slices."""
+
+    Nx: int
+    Ny: int
+    Nz: int
+    orbit_index: np.ndarray
+    orbit_size: np.ndarray
+    cuts: np.ndarray  # slice indices
+
+    @property
+    def n_perp(self):
+        return self.Ny * self.Nz
+
+    @property
+    def n_orbits(self):
+        return len(self.orbit_size)
+
+    @property
+    def orbit_matrix(self):
+        """(n_orbits, N_perp) indicator: sums a k-resolved array over orbits by one product."""
+        indicator = np.zeros((self.n_orbits, self.n_perp))
+        indicator[self.orbit_index, np.arange(self.n_perp)] = 1.0
+        return indicator
+
+
+def make_layout(Nx, Ny, Nz, hopping, cuts):
+    orbit_index, orbit_size = k_orbits(Ny, Nz, hopping)
+    return Layout(Nx, Ny, Nz, orbit_index, orbit_size, cut_slices(Nx, cuts))
+
+
+def field_shapes(layout):
+    """Name -> (shape, dtype) of every per-sample observable (and so of every block sum).
+
+    =================  ==============================  =============================================
+    name               shape                           per-sample value
+    =================  ==============================  =============================================
+    tr_g               (Nx,)                           Tr G_aa
+    tr_gg              (Nx, Nx)                        Tr(G_ab G_ba)
+    mean_k             (Nx, Nx, n_orb)                 sum_{k in o} (U^+ G_ab U)_kk
+    g2_kdiag           (Nx, Nx, n_orb)                 sum_{k in o} (U^+ (G^2)_ab U)_kk
+    tr_g3              ()                              Tr G^3 = Tr (S K)^3
+    cut_pair           (n_cut, Nx, Nx)                 Tr(G_ac G_cb), c = cut slice
+    cut_tr_ggg         (n_cut, Nx, Nx)                 Tr(G_ab G_bc G_ca)
+    cut_kdiag_ab_bc    (n_cut, Nx, Nx, n_orb)          sum_{k in o} (U^+ G_ab G_bc U)_kk
+    cut_kdiag_bc_ca    (n_cut, Nx, Nx, n_orb)          sum_{k in o} (U^+ G_bc G_ca U)_kk
+    g                  ()                              Tr t^+ t at E+ (right incomers)
+    g_sq               ()                              (Tr t^+ t)^2
+    fano_num           ()                              Tr[t t^+ (1 - t t^+)]
+    =================  ==============================  =============================================
+
+    (``E[G_ca G_ab]_kk`` follows from ``cut_kdiag_ab_bc`` with a and b exchanged, conjugated.)
+    """
+    nx, no, nc = layout.Nx, layout.n_orbits, len(layout.cuts)
+    c, f = np.complex128, np.float64
+    return {
+        "tr_g": ((nx,), f),
+        "tr_gg": ((nx, nx), f),
+        "mean_k": ((nx, nx, no), c),
+        "g2_kdiag": ((nx, nx, no), c),
+        "tr_g3": ((), f),
+        "cut_pair": ((nc, nx, nx), c),
+        "cut_tr_ggg": ((nc, nx, nx), c),
+        "cut_kdiag_ab_bc": ((nc, nx, nx, no), c),
+        "cut_kdiag_bc_ca": ((nc, nx, nx, no), c),
+        "g": ((), f),
+        "g_sq": ((), f),
+        "fano_num": ((), f),
+    }
+
+
+def _transverse_fft(arr, layout, axis=1):
+    """``U^+`` applied along ``axis`` (a transverse site index) of ``arr``."""
+    shape = arr.shape
+    split = shape[:axis] + (layout.Ny, layout.Nz) + shape[axis + 1:]
+    out = scipy.fft.fft2(arr.reshape(split), axes=(axis, axis + 1), norm="ortho")
+    return out.reshape(shape)
+
+
+def _transverse_ifft(arr, layout, axis):
+    """``arr U`` along ``axis`` (right multiplication by the plane waves)."""
+    shape = arr.shape
+    split = shape[:axis] + (layout.Ny, layout.Nz) + shape[axis + 1:]
+    out = scipy.fft.ifft2(arr.reshape(split), axes=(axis, axis + 1), norm="ortho")
+    return out.reshape(shape)
+
+
+def _kdiag_orbit_sums(left, right, layout, weight=None):
+    """``out[a, b, o] = sum_{k in o} sum_m left[a, k, m] w_m conj(right[b, k, m])``.
+
+    ``left``, ``right``: (Nx, N_perp, M). Batched over k in chunks that bound the memory.
+    """
+    nx, n_perp, width = left.shape
+    indicator = layout.orbit_matrix
+    out = np.zeros((layout.n_orbits, nx * nx), dtype=complex)
+    chunk = max(1, _CHUNK_BYTES // (16 * nx * width * 3))
+    for k0 in range(0, n_perp, chunk):
+        ks = slice(k0, min(n_perp, k0 + chunk))
+        lhs = left[:, ks, :].transpose(1, 0, 2)
+        if weight is not None:
+            lhs = lhs * weight
+        rhs = right[:, ks, :].conj().transpose(1, 2, 0)
+        block = np.matmul(lhs, rhs).reshape(-1, nx * nx)
+        out += indicator[:, ks] @ block
+    return np.ascontiguousarray(out.reshape(layout.n_orbits, nx, nx).transpose(1, 2, 0))
+
+
+def _gram(rows_left, rows_right, weight=None):
+    """``out[a, b] = sum_j rows_left[a, j] w_j conj(rows_right[b, j])`` in row chunks."""
+    n = rows_left.shape[0]
+    out = np.empty((n, rows_right.shape[0]), dtype=complex)
+    chunk = max(1, _CHUNK_BYTES // (16 * rows_left.shape[1]))
+    rhs = rows_right.conj().T
+    for a0 in range(0, n, chunk):
+        lhs = rows_left[a0:a0 + chunk]
+        if weight is not None:
+            lhs = lhs * weight
+        out[a0:a0 + chunk] = lhs @ rhs
+    return out
+
+
+def _slice_grams_lower(phi):
+    """Lower triangles of ``K_a = Phi_a^+ Phi_a`` (zeros above), by zherk in place.
+
+    zherk does half the work of a product; handing it the Fortran view of the C-ordered
+    slot makes it write conj(K_a)'s upper triangle, which is K_a's lower triangle in C order.
+    """
+    nx, n_perp, width = phi.shape
+    lower = np.zeros((nx, width, width), dtype=complex)
+    for a in range(nx):
+        out = blas.zherk(1.0, phi[a].T, beta=0.0, c=lower[a].T, trans=0, lower=0, overwrite_c=1)
+        if not np.shares_memory(out, lower):  # pragma: no cover - f2py copied
+            lower[a] = out.T
+    return lower
+
+
+def _hermitian_from_lower(lower):
+    return lower + np.tril(lower, -1).conj().T
+
+
+def _triangle_weights(signature):
+    """Weights that turn a sum over the lower triangle into ``sum_mn s_m s_n Re(K_mn conj(K'_mn))``."""
+    weights = 2.0 * np.outer(signature, signature)
+    np.fill_diagonal(weights, 0.5 * weights.diagonal())
+    return np.tril(weights)
+
+
+def sample_observables(modes, layout):
+    """All per-sample observables of one disorder sample.
+
+    Parameters
+    ----------
+    modes : anderson_mpi.gneq.ModeMatrices
+    layout : Layout
+
+    Returns
+    -------
+    dict
+        name -> array, with the names, shapes and meanings of `field_shapes`.
+    """
+    phi, s = modes.phi, modes.signature
+    nx, n_perp, width = phi.shape
+    obs = {}
+    lower = _slice_grams_lower(phi)
+    obs["tr_g"] = np.einsum("amm->am", lower).real @ s  # Tr G_aa = Tr(S K_a)
+
+    phi_k = _transverse_fft(phi, layout)
+    obs["mean_k"] = _kdiag_orbit_sums(phi_k, phi_k, layout, s)
+
+    # Tr(G_ab G_ba) = Tr(S K_b S K_a) = sum_mn s_m s_n Re(K_a[m,n] conj K_b[m,n]): a real Gram
+    # of the lower triangles (K Hermitian), as a real product on the float view.
+    as_real = lower.reshape(nx, -1).view(np.float64)
+    weights = np.repeat(_triangle_weights(s).ravel(), 2)
+    obs["tr_gg"] = (as_real * weights) @ as_real.T
+    k_total = _hermitian_from_lower(lower.sum(axis=0))
+    del lower, as_real
+
+    sk = s[:, None] * k_total
+    obs["tr_g3"] = float(np.sum((sk @ sk) * sk.T).real)
+    # (G^2)_ac = Phi_a (S K S) Phi_c^+; with S K S = F F^+, F = S R^+ (K = R^+ R), the
+    # k-diagonal is a Gram of Phi~ F, and Phi~ F costs half a product by ztrmm.
+    try:
+        chol = scipy.linalg.cholesky(k_total, lower=False, check_finite=False)
+        # (Phi~ S R^+)^T = conj(R) (Phi~ S)^T: a left triangular product on the Fortran view
+        scaled = (phi_k * s).reshape(-1, width)
+        half_t = blas.ztrmm(1.0, np.asfortranarray(chol.conj()), scaled.T, side=0, lower=0,
+                            trans_a=0, overwrite_b=1)
+        half = half_t.T.reshape(nx, n_perp, width)
+        obs["g2_kdiag"] = _kdiag_orbit_sums(half, half, layout)
+    except np.linalg.LinAlgError:  # numerically singular K: fall back to the full product
+        half = np.matmul(phi_k, s[:, None] * k_total * s[None, :])
+        obs["g2_kdiag"] = _kdiag_orbit_sums(half, phi_k, layout)
+    del half
+
+    n_cut = len(layout.cuts)
+    for name in ("cut_pair", "cut_tr_ggg"):
+        obs[name] = np.empty((n_cut, nx, nx), dtype=complex)
+    for name in ("cut_kdiag_ab_bc", "cut_kdiag_bc_ca"):
+        obs[name] = np.empty((n_cut, nx, nx, layout.n_orbits), dtype=complex)
+    flat_phi = phi.reshape(nx * n_perp, width)
+    tiled_signs = np.tile(s, n_perp)
+    for i, c in enumerate(layout.cuts):
+        g_to_c = (flat_phi @ (s[:, None] * phi[c].conj().T)).reshape(nx, n_perp, n_perp)  # G_bc
+        g_flat = g_to_c.reshape(nx, -1)
+        obs["cut_pair"][i] = _gram(g_flat, g_flat)  # Tr(G_ac G_cb)
+        # L_a = G_ca Phi_a = Phi_c S K_a, so that Tr(G_ab G_bc G_ca) = Tr(S L_b^+ L_a)
+        lam = np.empty_like(phi)
+        for a in range(nx):  # L_a^T = Phi_a^T conj(G_ac): BLAS conjugates, no copies
+            out = blas.zgemm(1.0, phi[a].T, g_to_c[a].T, trans_b=2, c=lam[a].T, overwrite_c=1)
+            if not np.shares_memory(out, lam):  # pragma: no cover - f2py copied
+                lam[a] = out.T
+        lam_flat = lam.reshape(nx, -1)
+        obs["cut_tr_ggg"][i] = _gram(lam_flat, lam_flat, tiled_signs)
+        # G_ab G_bc = Phi_a S L_b^+
+        obs["cut_kdiag_ab_bc"][i] = _kdiag_orbit_sums(phi_k, _transverse_fft(lam, layout), layout, s)
+        del lam, lam_flat
+        # (G_bc G_ca)~_kk = sum_q G~_bc(k,q) conj(G~_ac(k,q))
+        g_tilde = _transverse_ifft(_transverse_fft(g_to_c, layout, axis=1), layout, axis=2)
+        obs["cut_kdiag_bc_ca"][i] = _kdiag_orbit_sums(g_tilde, g_tilde, layout).transpose(1, 0, 2)
+        del g_to_c, g_tilde
+
+    t = modes.transmission_right
+    tt = t @ t.conj().T
+    g = float(np.trace(tt).real)
+    obs["g"] = g
+    obs["g_sq"] = g * g
+    obs["fano_num"] = g - float(np.sum(np.abs(tt) ** 2))
+    return obs

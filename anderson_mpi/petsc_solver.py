@@ -1,0 +1,483 @@
+"""Scattering states by an MPI-distributed sparse direct solve (PETSc + MUMPS).
+
+A second, independent engine next to the transfer matrix (``transfer.py``): one sample is
+spread over the ranks of a communicator, so a cube too large for one rank's memory can still
+be solved, and the two methods cross-check each other.
+
+Method
+------
+Site ``(ix, iy, iz)`` has row ``(ix * Ny + iy) * Nz + iz``; every rank owns a contiguous block
+of whole slices. The distributed complex matrix (MPIAIJ) is
+
+    A = E - H - Sigma_L - Sigma_R,    Sigma = -tx U diag(exp(i kx)) U^+
+
+(``Sigma`` dense ``N_perp x N_perp`` on slice 0 for lead L and on slice ``Nx - 1`` for lead R,
+summed when ``Nx = 1``), factored once per energy by MUMPS (LU). The scattering states follow
+from the lead-surface columns of ``G^r = A^{-1}`` (Fisher-Lee).
+
+Fisher-Lee relation (derivation). Take a right incomer with incoming amplitudes ``a`` (one
+column per mode). In the right lead ``Psi_{Nx-1} = U (a + b)`` and
+``Psi_{Nx} = U (L* a + L b)``, ``L = diag(exp(i kx))``; the outgoing part is
+``U L b = U L U^+ (Psi_{Nx-1} - U a) = -(Sigma / tx) (Psi_{Nx-1} - U a)``. Inserting this into
+Schroedinger's equation on slice ``Nx - 1``,
+``(E - H_slice) Psi_{Nx-1} + tx Psi_{Nx-2} + tx Psi_{Nx} = 0``, gives
+
+    (A Psi)_{Nx-1} = tx U (L - L*) a = 2 i tx U diag(sin kx) a = i U diag(v) a,
+
+and ``(A Psi)_x = 0`` on every other slice (the left lead only carries outgoing waves, which
+``Sigma_L`` accounts for). With unit incoming current, ``a = diag(1/sqrt(v))``:
+
+    psi_R = i G^r[:, slice Nx-1] U diag(sqrt(v)),   psi_L = i G^r[:, slice 0] U diag(sqrt(v)),
+
+the second by the same argument at the left lead. So each lead needs ``N_perp`` right-hand
+sides ``B = i U diag(sqrt v)`` placed on its surface slice: one dense multi-RHS solve
+(``MatMatSolve``) against the factorization. Transmission and reflection are read off the
+surface slices: for "R", ``t = diag(sqrt v) U^+ Psi_0`` and
+``r = diag(sqrt v) U^+ Psi_{Nx-1} - 1`` (the incoming wave removed); "L" mirrored.
+
+Parallel conventions
+--------------------
+Every function takes the communicator explicitly (``comm=None`` means ``MPI.COMM_WORLD``, at
+the edge only), is collective over it, and needs the same inputs on every rank of ``comm``
+(checked). The solution is gathered on every rank at the end (``Allgatherv``), so the
+observables code is shared with the transfer matrix. petsc4py is imported lazily: this module
+imports without it.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .gneq import E_MINUS, E_PLUS, ModeMatrices, check_energies
+from .model import (DEFAULT_HOPPING, _ring_hopping, check_hopping, check_potential,
+                    lead_modes)
+from .transfer import ScatteringStates
+
+__all__ = ["petsc_scattering_states", "petsc_mode_matrices", "local_surface_solve",
+           "slice_partition", "LocalSolution"]
+
+
+def _petsc():
+    """Import petsc4py's PETSc module, initialising PETSc on first use.
+
+    ``petsc4py.init()`` is called without a communicator, i.e. ``PETSC_COMM_WORLD`` stays
+    ``MPI_COMM_WORLD``: PETSc can be initialised only once per process, so binding it to the
+    communicator of the first caller would be wrong for later calls with other (sub-)
+    communicators. Every PETSc object here is created on the caller's ``comm`` instead, which
+    is what distributes the work. ``args=None`` keeps PETSc from parsing ``sys.argv`` (pytest's
+    or the CLI's options are not PETSc options). A second call is a no-op.
+    """
+    try:
+        import petsc4py
+    except ImportError as err:  # pragma: no cover - depends on the installation
+        raise ImportError("the 'petsc' solver needs petsc4py built against a complex PETSc "
+                          "with MUMPS (see ENVIRONMENT.md / `make install`)") from err
+    petsc4py.init()
+    from petsc4py import PETSc
+    if np.dtype(PETSc.ScalarType).kind != "c":
+        raise ImportError(f"petsc4py is built with real scalars ({PETSc.ScalarType.__name__}); "
+                          "the scattering problem needs a complex PETSc")
+    return PETSc
+
+
+def _world(comm):
+    if comm is None:
+        from mpi4py import MPI
+        return MPI.COMM_WORLD
+    return comm
+
+
+def slice_partition(Nx, size):
+    """Slices per rank: ``Nx`` whole slices split as evenly as possible over ``size`` ranks.
+
+    Parameters
+    ----------
+    Nx : int
+        Number of slices.
+    size : int
+        Number of ranks.
+
+    Returns
+    -------
+    ndarray of int, shape (size + 1,)
+        ``bounds``: rank ``r`` owns slices ``bounds[r] .. bounds[r + 1] - 1``. Ranks beyond
+        ``Nx`` own none (allowed: they still take part in MUMPS).
+    """
+    counts = np.full(size, Nx // size)
+    counts[: Nx % size] += 1
+    return np.concatenate([[0], np.cumsum(counts)])
+
+
+def _check_same_everywhere(comm, *items):
+    """Raise ``ValueError`` on every rank if the inputs differ between the ranks of ``comm``.
+
+    A collective solve with different samples on different ranks would silently mix them (or
+    hang in MUMPS if the sizes differ); this costs one small allgather. All ranks see the same
+    gathered tokens, so they all raise together.
+    """
+    token = tuple(zlib.crc32(np.ascontiguousarray(x).tobytes()) if isinstance(x, np.ndarray)
+                  else x for x in items)
+    tokens = comm.allgather(token)
+    if any(t != tokens[0] for t in tokens):
+        raise ValueError("petsc solver: the ranks of comm passed different inputs "
+                         "(V, energy, lead or hopping); all ranks must pass the same sample")
+
+
+def _local_rows(V, energy, hopping, sigma, first, last):
+    """Rows of ``A = E - H - Sigma_L - Sigma_R`` for slices ``first .. last - 1`` (CSR).
+
+    Returns a ``scipy.sparse.csr_matrix`` of shape ``((last - first) N_perp, Nx N_perp)``
+    with global column indices, sorted, no duplicates.
+    """
+    Nx, Ny, Nz = V.shape
+    n_perp = Ny * Nz
+    tx, ty, tz = hopping
+    n_slices = last - first
+    n_local = n_slices * n_perp
+    # T_perp sparse: the dense version (transverse_hopping) is N_perp^2 and would dominate
+    # the memory of a large cube.
+    t_perp = (sp.kron(sp.csr_matrix(_ring_hopping(Ny, ty)), sp.identity(Nz))
+              + sp.kron(sp.identity(Ny), sp.csr_matrix(_ring_hopping(Nz, tz))))
+    on_slice = energy * sp.identity(n_perp) + t_perp            # E - H_slice without V
+    local = sp.kron(sp.eye(n_slices, Nx, k=first), on_slice, format="csr")
+    # x bonds: -H has +tx between neighbouring slices (sp.eye drops columns outside 0..Nx-1:
+    # the leads are in Sigma, not in the matrix).
+    neighbours = sp.eye(n_slices, Nx, k=first + 1) + sp.eye(n_slices, Nx, k=first - 1)
+    local = local + sp.kron(neighbours, tx * sp.identity(n_perp), format="csr")
+    rows = np.arange(n_local)
+    local = local - sp.csr_matrix((V[first:last].ravel(), (rows, first * n_perp + rows)),
+                                  shape=local.shape)
+    # -Sigma on the surface slices (twice on the single slice when Nx = 1: both leads).
+    block_r, block_c = np.divmod(np.arange(n_perp * n_perp), n_perp)
+    for surface in (0, Nx - 1):
+        if first <= surface < last:
+            local = local - sp.csr_matrix(
+                (sigma.ravel(), ((surface - first) * n_perp + block_r, surface * n_perp + block_c)),
+                shape=local.shape)
+    local = sp.csr_matrix(local, dtype=complex)
+    local.sum_duplicates()
+    local.sort_indices()
+    return local
+
+
+class _Factorization:
+    """``A = E - H - Sigma_L - Sigma_R`` of one sample, distributed over ``comm`` and factored.
+
+    Owns PETSc objects whose destruction is collective (MUMPS frees its instance with a
+    collective call), so they are destroyed explicitly by :meth:`destroy`, in the same order on
+    every rank, never left to the garbage collector.
+    """
+
+    def __init__(self, V, energy, hopping, comm, bounds):
+        PETSc = _petsc()
+        self.PETSc = PETSc
+        self.comm = comm
+        Nx, Ny, Nz = V.shape
+        self.n_perp = n_perp = Ny * Nz
+        self.first, self.last = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
+        self.n_local = (self.last - self.first) * n_perp
+        self.n_global = Nx * n_perp
+        modes = lead_modes(Ny, Nz, energy, hopping)
+        self.modes = modes
+        sigma = (modes.U * (-hopping[0] * modes.phase)) @ modes.U.conj().T
+        rows = _local_rows(V, energy, hopping, sigma, self.first, self.last)
+        int_type = PETSc.IntType
+        self.A = self.ksp = None
+        try:
+            # Passing the CSR arrays at creation preallocates exactly (MatMPIAIJSetPreallocationCSR)
+            # and inserts the values in one call: no mallocs during assembly.
+            self.A = PETSc.Mat().createAIJ(
+                size=((self.n_local, self.n_global), (self.n_local, self.n_global)),
+                csr=(rows.indptr.astype(int_type), rows.indices.astype(int_type), rows.data),
+                comm=comm)
+            self.A.assemble()
+            del rows
+            self.ksp = PETSc.KSP().create(comm=comm)
+            self.ksp.setOperators(self.A)
+            self.ksp.setType("preonly")
+            pc = self.ksp.getPC()
+            pc.setType("lu")
+            pc.setFactorSolverType("mumps")
+            self.ksp.setUp()                        # analysis + numeric factorization
+            self.F = pc.getFactorMatrix()
+            info = self.F.getMumpsInfog(1)          # global: the same on every rank
+            if info < 0:
+                raise np.linalg.LinAlgError(
+                    f"MUMPS factorization failed: INFOG(1)={info}, INFOG(2)={self.F.getMumpsInfog(2)}")
+        except BaseException:
+            self.destroy()
+            raise
+
+    def mumps_memory_mb(self):
+        """``(this rank, max over ranks, sum over ranks)`` of MUMPS's factorization memory, MB.
+
+        MUMPS INFO(22) / INFOG(21) / INFOG(22): memory effectively used by the factorization.
+        """
+        return self.F.getMumpsInfo(22), self.F.getMumpsInfog(21), self.F.getMumpsInfog(22)
+
+    def solve_surface(self, blocks):
+        """Solve ``A X = B`` for right-hand sides living on surface slices.
+
+        Parameters
+        ----------
+        blocks : list of (int, ndarray (N_perp, m_i))
+            ``(slice, block)``: the columns of ``B`` restricted to that slice (zero elsewhere);
+            the columns of all blocks are concatenated.
+
+        Returns
+        -------
+        ndarray (last - first, N_perp, sum m_i), complex
+            This rank's slices of ``X``.
+        """
+        PETSc = self.PETSc
+        n_rhs = sum(block.shape[1] for _, block in blocks)
+        size = ((self.n_local, self.n_global), (None, n_rhs))
+        B = X = None
+        try:
+            # petsc4py 3.18 has no KSP.matSolve: MatMatSolve on the factor does the dense
+            # multi-RHS solve (MUMPS with a distributed dense right-hand side).
+            B = PETSc.Mat().createDense(size=size, comm=self.comm)
+            B.setUp()
+            b = B.getDenseArray()                   # (n_local, n_rhs) view, column-major
+            b[...] = 0
+            column = 0
+            for surface, block in blocks:
+                width = block.shape[1]
+                if self.first <= surface < self.last:
+                    start = (surface - self.first) * self.n_perp
+                    b[start:start + self.n_perp, column:column + width] = block
+                column += width
+            B.assemble()
+            X = PETSc.Mat().createDense(size=size, comm=self.comm)
+            X.setUp()
+            X.assemble()
+            self.F.matSolve(B, X)
+            info = self.F.getMumpsInfog(1)
+            if info < 0:
+                raise np.linalg.LinAlgError(f"MUMPS solve failed: INFOG(1)={info}")
+            # Copy out of PETSc's column-major storage into slice-major C order.
+            return np.ascontiguousarray(X.getDenseArray()).reshape(
+                self.last - self.first, self.n_perp, n_rhs)
+        finally:
+            for mat in (X, B):
+                if mat is not None:
+                    mat.destroy()
+
+    def destroy(self):
+        """Free the factorization (collective over ``comm``)."""
+        for name in ("ksp", "A"):
+            obj = getattr(self, name, None)
+            if obj is not None:
+                obj.destroy()
+                setattr(self, name, None)
+        self.F = None
+
+
+def _surface_rhs(modes):
+    """``i U diag(sqrt v)``: the Fisher-Lee right-hand side of unit-current incomers."""
+    return 1j * modes.U * np.sqrt(modes.velocity)
+
+
+def _allgather_slices(comm, local, bounds):
+    """Gather the slice blocks ``local`` (owned slices, ...) of every rank on every rank.
+
+    A contiguous datatype of one slice keeps the counts small (slices, not elements), so large
+    samples do not overflow MPI's int counts.
+    """
+    from mpi4py import MPI
+    per_slice = int(np.prod(local.shape[1:]))
+    out = np.empty((int(bounds[-1]),) + local.shape[1:], dtype=complex)
+    if per_slice == 0:
+        return out
+    slice_type = MPI.C_DOUBLE_COMPLEX.Create_contiguous(per_slice).Commit()
+    try:
+        counts = np.diff(bounds).astype(int).tolist()
+        displs = bounds[:-1].astype(int).tolist()
+        comm.Allgatherv([np.ascontiguousarray(local), len(local), slice_type],
+                        [out, (counts, displs), slice_type])
+    finally:
+        slice_type.Free()
+    return out
+
+
+@dataclass
+class LocalSolution:
+    """This rank's share of a distributed solve (before any gather).
+
+    Attributes
+    ----------
+    psi : ndarray (last - first, N_perp, m), complex
+        The owned slices of the requested states, columns as requested.
+    first, last : int
+        Owned slice range ``first .. last - 1``.
+    bounds : ndarray of int
+        Slice bounds of all ranks (see `slice_partition`).
+    mumps_mb : list of tuple
+        ``(this rank, max, sum)`` MUMPS factorization memory in MB, one per factorization.
+    """
+
+    psi: np.ndarray
+    first: int
+    last: int
+    bounds: np.ndarray
+    mumps_mb: list
+
+
+def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None):
+    """Distributed scattering states, kept distributed: each rank returns its own slices.
+
+    This is the memory-scalable core of the solver (the public functions gather its result on
+    every rank). Inputs must already be validated.
+
+    Parameters
+    ----------
+    V : ndarray (Nx, Ny, Nz), float
+    requests : list of (str, float)
+        ``(lead, energy)`` pairs; the result's columns are the ``N_perp`` incoming modes of
+        each request, in order. Consecutive requests at the same energy share one
+        factorization and one multi-RHS solve.
+    hopping : (tx, ty, tz)
+    comm : mpi4py communicator, optional
+        Collective over ``comm``; ``None`` means ``MPI.COMM_WORLD``.
+
+    Returns
+    -------
+    LocalSolution
+    """
+    comm = _world(comm)
+    Nx, Ny, Nz = V.shape
+    n_perp = Ny * Nz
+    bounds = slice_partition(Nx, comm.size)
+    first, last = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
+    psi = np.empty((last - first, n_perp, n_perp * len(requests)), dtype=complex)
+    mumps_mb = []
+    i = 0
+    while i < len(requests):
+        energy = requests[i][1]
+        group = [requests[i][0]]
+        while i + len(group) < len(requests) and requests[i + len(group)][1] == energy:
+            group.append(requests[i + len(group)][0])
+        factor = _Factorization(V, energy, hopping, comm, bounds)
+        try:
+            rhs = _surface_rhs(factor.modes)
+            blocks = [(Nx - 1 if lead == "R" else 0, rhs) for lead in group]
+            psi[:, :, i * n_perp:(i + len(group)) * n_perp] = factor.solve_surface(blocks)
+            mumps_mb.append(factor.mumps_memory_mb())
+        finally:
+            # One factorization alive at a time: the E+ and E- factors never coexist.
+            factor.destroy()
+        i += len(group)
+    return LocalSolution(psi=psi, first=first, last=last, bounds=bounds, mumps_mb=mumps_mb)
+
+
+def _amplitudes(psi, lead, modes):
+    """Transmission and reflection of the gathered states ``psi`` incoming from ``lead``."""
+    sqrt_v = np.sqrt(modes.velocity)[:, None]
+    incoming, outgoing = (psi[-1], psi[0]) if lead == "R" else (psi[0], psi[-1])
+    transmission = sqrt_v * (modes.U.conj().T @ outgoing)
+    # incoming side: Psi = U (a + b) with a = diag(1/sqrt v), r = diag(sqrt v) b
+    reflection = sqrt_v * (modes.U.conj().T @ incoming) - np.eye(len(sqrt_v))
+    return transmission, reflection
+
+
+def _flux_error(t, r):
+    flux = t.conj().T @ t + r.conj().T @ r
+    return float(np.max(np.abs(flux - np.eye(len(flux)))))
+
+
+def petsc_scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING, comm=None):
+    """Scattering states of sample ``V`` by a distributed sparse direct solve (PETSc/MUMPS).
+
+    Same result as `anderson_mpi.transfer.scattering_states`, computed by factoring
+    ``E - H - Sigma_L - Sigma_R`` over the ranks of ``comm`` (Fisher-Lee, module docstring).
+
+    Parameters
+    ----------
+    V : array_like (Nx, Ny, Nz), float
+        On-site potential; the same on every rank of ``comm``.
+    energy : float
+        Must lie where every lead channel propagates (``|E + eps_k| < 2 tx``).
+    lead : {"L", "R"}
+        The lead the states come in from.
+    hopping : (tx, ty, tz)
+    comm : mpi4py communicator, optional
+        The ranks that share the sample (collective). ``None`` means ``MPI.COMM_WORLD``.
+
+    Returns
+    -------
+    ScatteringStates
+        ``psi`` (Nx, N_perp, N_perp), unit incoming current, gathered on every rank of
+        ``comm``; ``transmission``, ``reflection`` as for the transfer matrix.
+
+    Raises
+    ------
+    ValueError
+        Bad ``V``, ``hopping`` or ``lead``, evanescent channels, or inputs that differ
+        between the ranks of ``comm``.
+    numpy.linalg.LinAlgError
+        If MUMPS fails (e.g. a singular matrix).
+    """
+    V = check_potential(V)
+    hopping = check_hopping(hopping)
+    if lead not in ("L", "R"):
+        raise ValueError(f"lead must be 'L' or 'R', got {lead!r}")
+    energy = float(energy)
+    modes = lead_modes(V.shape[1], V.shape[2], energy, hopping)
+    comm = _world(comm)
+    _check_same_everywhere(comm, V, V.shape, energy, lead, hopping)
+    local = local_surface_solve(V, [(lead, energy)], hopping, comm)
+    psi = _allgather_slices(comm, local.psi, local.bounds)
+    del local
+    transmission, reflection = _amplitudes(psi, lead, modes)
+    return ScatteringStates(psi=psi, transmission=transmission, reflection=reflection,
+                            lead=lead, energy=energy)
+
+
+def petsc_mode_matrices(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MINUS, comm=None):
+    """Stacked mode matrices ``Phi_a`` of ``V`` by the distributed solver (PETSc/MUMPS).
+
+    Same layout as `anderson_mpi.gneq.mode_matrices`: right incomers at ``e_plus``, left
+    incomers at ``e_minus``. Two factorizations (one per energy; one only if the energies are
+    equal, then both leads are solved against it at once).
+
+    Parameters
+    ----------
+    V : array_like (Nx, Ny, Nz), float
+        The same on every rank of ``comm``.
+    hopping : (tx, ty, tz)
+    e_plus, e_minus : float
+    comm : mpi4py communicator, optional
+        Collective; ``None`` means ``MPI.COMM_WORLD``.
+
+    Returns
+    -------
+    ModeMatrices
+        ``phi`` (Nx, N_perp, 2 N_perp) gathered on every rank of ``comm``.
+
+    Raises
+    ------
+    ValueError
+        Bad inputs, evanescent channels, or inputs differing between ranks.
+    numpy.linalg.LinAlgError
+        If MUMPS fails.
+    """
+    V = check_potential(V)
+    hopping = check_hopping(hopping)
+    Nx, Ny, Nz = V.shape
+    check_energies(Ny, Nz, hopping, e_plus, e_minus)
+    e_plus, e_minus = float(e_plus), float(e_minus)
+    comm = _world(comm)
+    _check_same_everywhere(comm, V, V.shape, e_plus, e_minus, hopping)
+    local = local_surface_solve(V, [("R", e_plus), ("L", e_minus)], hopping, comm)
+    phi = _allgather_slices(comm, local.psi, local.bounds)
+    del local
+    n_perp = Ny * Nz
+    t_r, r_r = _amplitudes(phi[:, :, :n_perp], "R", lead_modes(Ny, Nz, e_plus, hopping))
+    t_l, r_l = _amplitudes(phi[:, :, n_perp:], "L", lead_modes(Ny, Nz, e_minus, hopping))
+    signature = np.concatenate([np.ones(n_perp), -np.ones(n_perp)])
+    return ModeMatrices(phi=phi, signature=signature, transmission_right=t_r,
+                        reflection_right=r_r,
+                        unitarity_error=max(_flux_error(t_r, r_r), _flux_error(t_l, r_l)))
