@@ -121,43 +121,43 @@ def execute_run(run, comm, job_text, resume, log):
     solve = make_solver(run, group_comm)
     fault, where = _fault()
 
+    # No try/finally around the file: closing it is collective, and a rank that fails must
+    # go straight to MPI_Abort (parallel.abort_on_error) instead of waiting in H5Fclose.
     store = RunFile(run.path, run, layout, comm, job_text=job_text, resume=resume)
-    try:
-        done = set(store.done_blocks().tolist())
-        pending = [b for b in range(run.n_blocks) if b not in done]
-        log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, %d rank(s), %d group(s)",
-                 run.label, run.samples, run.n_blocks, run.block_size, len(done), len(pending),
-                 comm.size, n_groups)
-        start, computed = time.perf_counter(), 0
-        n_done = sum(len(block_samples(run, b)) for b in done)
-        blocks_done = len(done)
-        for blocks in deal_rounds(pending, n_groups):
-            log.info("run %s: computing blocks %s", run.label, [b for b in blocks if b is not None])
-            if fault == "raise" and where == comm.rank:
-                raise RuntimeError("injected fault (ANDERSON_MPI_FAULT)")
-            mine = blocks[group]
-            finished = []
-            if mine is not None:
-                sums, n, worst = compute_block(run, layout, mine, solve, observe=leader)
-                if leader:
-                    finished.append((mine, sums, n, worst))
-            store.write_round(finished)
-            ours = [b for b in blocks if b is not None]
-            n_round = sum(len(block_samples(run, b)) for b in ours)
-            computed += n_round
-            n_done += n_round
-            blocks_done += len(ours)
-            elapsed = time.perf_counter() - start
-            rate = computed / elapsed
-            eta = (run.samples - n_done) / rate if rate > 0 else float("nan")
-            log.info("run %s: blocks %d/%d, samples %d/%d, %.2f samples/s, ETA %s",
-                     run.label, blocks_done, run.n_blocks, n_done, run.samples, rate, _hms(eta))
-        totals, n_total = store.finalize()
-        log.info("run %s: complete, %d samples, <g> = %.4f -> %s", run.label, n_total,
-                 totals["g"] / max(n_total, 1), run.path)
-    finally:
-        store.close()
-        group_comm.Free()
+    done = set(store.done_blocks().tolist())
+    pending = [b for b in range(run.n_blocks) if b not in done]
+    log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, %d rank(s), %d group(s)",
+             run.label, run.samples, run.n_blocks, run.block_size, len(done), len(pending),
+             comm.size, n_groups)
+    start, computed = time.perf_counter(), 0
+    n_done = sum(len(block_samples(run, b)) for b in done)
+    blocks_done = len(done)
+    for blocks in deal_rounds(pending, n_groups):
+        log.info("run %s: computing blocks %s", run.label, [b for b in blocks if b is not None])
+        if fault == "raise" and where == comm.rank:
+            raise RuntimeError("injected fault (ANDERSON_MPI_FAULT)")
+        mine = blocks[group]
+        finished = []
+        if mine is not None:
+            sums, n, worst = compute_block(run, layout, mine, solve, observe=leader)
+            if leader:
+                finished.append((mine, sums, n, worst))
+        store.write_round(finished)
+        ours = [b for b in blocks if b is not None]
+        n_round = sum(len(block_samples(run, b)) for b in ours)
+        computed += n_round
+        n_done += n_round
+        blocks_done += len(ours)
+        elapsed = time.perf_counter() - start
+        rate = computed / elapsed
+        eta = (run.samples - n_done) / rate if rate > 0 else float("nan")
+        log.info("run %s: blocks %d/%d, samples %d/%d, %.2f samples/s, ETA %s",
+                 run.label, blocks_done, run.n_blocks, n_done, run.samples, rate, _hms(eta))
+    totals, n_total = store.finalize()
+    log.info("run %s: complete, %d samples, <g> = %.4f -> %s", run.label, n_total,
+             totals["g"] / max(n_total, 1), run.path)
+    store.close()
+    group_comm.Free()
     return {**totals, "n_samples": n_total}
 
 

@@ -59,6 +59,34 @@ def run_mpi(np_, args, timeout=300, **kwargs):
                           text=True, timeout=timeout, **kwargs)
 
 
+def descendants(pid):
+    """All live descendants of ``pid`` (mpirun puts its ranks in process groups of their own)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid, sig=9):
+    """SIGKILL a launcher and every process under it at once, as a node failure would."""
+    for p in [pid] + descendants(pid):
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture
 def rng(request):
     # A fixed, test-specific stream: reproducible failures.
