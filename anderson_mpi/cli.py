@@ -171,7 +171,11 @@ def cmd_info(args):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    return {"run": cmd_run, "plan": cmd_plan, "info": cmd_info}[args.command](args)
+    try:
+        return {"run": cmd_run, "plan": cmd_plan, "info": cmd_info}[args.command](args)
+    except BrokenPipeError:  # `anderson-mpi plan ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 DEFAULT_HOPPING = (1.0, 0.4, 0.4)
 
@@ -128,3 +129,21 @@ def lead_modes(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
     kx = np.arccos(cos_kx)
     U = np.kron(_ring_waves(Ny), _ring_waves(Nz))
     return LeadModes(U=U, eps=eps, kx=kx, velocity=2 * tx * np.sin(kx))
+
+
+def transverse_fft(arr, Ny, Nz, axis=0):
+    """``U^+`` applied along ``axis`` (a transverse site index ``iy*Nz+iz``) of ``arr``.
+
+    ``U`` is the transverse Fourier matrix, so this costs ``O(N_perp log N_perp)`` per
+    column instead of a matrix product.
+    """
+    shape = arr.shape
+    split = shape[:axis] + (Ny, Nz) + shape[axis + 1:]
+    return scipy.fft.fft2(arr.reshape(split), axes=(axis, axis + 1), norm="ortho").reshape(shape)
+
+
+def transverse_ifft(arr, Ny, Nz, axis=0):
+    """``U`` applied along ``axis`` of ``arr`` (so ``arr U`` for ``axis`` = the last one, as U = U^T)."""
+    shape = arr.shape
+    split = shape[:axis] + (Ny, Nz) + shape[axis + 1:]
+    return scipy.fft.ifft2(arr.reshape(split), axes=(axis, axis + 1), norm="ortho").reshape(shape)

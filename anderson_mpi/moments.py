@@ -18,9 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 import scipy.linalg
 from scipy.linalg import blas
+
+from .model import transverse_fft, transverse_ifft
 
 __all__ = ["Layout", "make_layout", "k_orbits", "cut_slices", "field_shapes", "sample_observables"]
 
@@ -130,19 +131,11 @@ def field_shapes(layout):
 
 
 def _transverse_fft(arr, layout, axis=1):
-    """``U^+`` applied along ``axis`` (a transverse site index) of ``arr``."""
-    shape = arr.shape
-    split = shape[:axis] + (layout.Ny, layout.Nz) + shape[axis + 1:]
-    out = scipy.fft.fft2(arr.reshape(split), axes=(axis, axis + 1), norm="ortho")
-    return out.reshape(shape)
+    return transverse_fft(arr, layout.Ny, layout.Nz, axis)
 
 
 def _transverse_ifft(arr, layout, axis):
-    """``arr U`` along ``axis`` (right multiplication by the plane waves)."""
-    shape = arr.shape
-    split = shape[:axis] + (layout.Ny, layout.Nz) + shape[axis + 1:]
-    out = scipy.fft.ifft2(arr.reshape(split), axes=(axis, axis + 1), norm="ortho")
-    return out.reshape(shape)
+    return transverse_ifft(arr, layout.Ny, layout.Nz, axis)
 
 
 def _kdiag_orbit_sums(left, right, layout, weight=None):

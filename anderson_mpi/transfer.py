@@ -16,7 +16,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.linalg import lapack
 
-from .model import DEFAULT_HOPPING, check_hopping, check_potential, lead_modes, transverse_hopping
+from .model import (DEFAULT_HOPPING, check_hopping, check_potential, lead_modes, transverse_fft,
+                    transverse_hopping, transverse_ifft)
 
 __all__ = ["ScatteringStates", "scattering_states", "right_incoming"]
 
@@ -104,8 +105,9 @@ def right_incoming(V, energy, hopping=DEFAULT_HOPPING):
     n_perp = Ny * Nz
     modes = lead_modes(Ny, Nz, energy, hopping)
     U, phase = modes.U, modes.phase
-    # X_{-1}: the left lead carries only outgoing (left-moving) waves.
-    x_prev = (U * phase) @ U.conj().T
+    # X_{-1} = U diag(exp(i kx)) U^+: the left lead carries only outgoing (left-moving) waves.
+    # U is the transverse Fourier matrix: FFTs instead of products.
+    x_prev = transverse_ifft(phase[:, None] * U.conj().T, Ny, Nz, axis=0)
     # -(E + T_perp)/tx is the same on every slice; the potential only shifts the diagonal.
     base = -(transverse_hopping(Ny, Nz, hopping) + energy * np.eye(n_perp)) / tx
     onsite = V.reshape(Nx, n_perp) / tx
@@ -123,11 +125,11 @@ def right_incoming(V, energy, hopping=DEFAULT_HOPPING):
 
     # Right lead: Psi_{Nx-1} = U (a + b), Psi_{Nx} = U (L* a + L b), Psi_{Nx-1} = X Psi_{Nx}.
     amp_in = np.diag(1 / np.sqrt(modes.velocity))
-    x_modes = U.conj().T @ psi[Nx - 1] @ U
+    x_modes = transverse_ifft(transverse_fft(psi[Nx - 1], Ny, Nz, axis=0), Ny, Nz, axis=1)
     lhs = np.eye(n_perp) - x_modes * phase
-    rhs = (x_modes * phase.conj() - np.eye(n_perp)) @ amp_in
+    rhs = (x_modes * phase.conj() - np.eye(n_perp)) * amp_in.diagonal()
     amp_out = np.linalg.solve(lhs, rhs)
-    psi_next = U @ (phase.conj()[:, None] * amp_in + phase[:, None] * amp_out)
+    psi_next = transverse_ifft(phase.conj()[:, None] * amp_in + phase[:, None] * amp_out, Ny, Nz)
 
     # Backward rebuild Psi_x = X_x Psi_{x+1}: stable, errors shrink towards the left.
     buffer = np.empty((n_perp, n_perp), dtype=complex)
@@ -137,7 +139,7 @@ def right_incoming(V, energy, hopping=DEFAULT_HOPPING):
         psi_next = psi[ix]
 
     sqrt_v = np.sqrt(modes.velocity)[:, None]
-    transmission = sqrt_v * (U.conj().T @ psi[0])
+    transmission = sqrt_v * transverse_fft(psi[0], Ny, Nz)
     reflection = sqrt_v * amp_out
     return psi, transmission, reflection
 
