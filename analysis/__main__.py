@@ -1,0 +1,64 @@
+"""``python -m analysis RESULTS_DIR``: summary.json, figures and the summary table.
+
+Exit status 0 on success; 2 (and a message naming the missing or incomplete runs, no
+traceback) when the directory is missing, holds no result files or holds incomplete runs
+(unless ``--allow-incomplete``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write(f"analysis: error: {message}\n")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def main(argv=None):
+    parser = _Parser(prog="python -m analysis",
+                     description="Cumulants, QSSEP fits and figures of an anderson_mpi results directory.")
+    parser.add_argument("results", help="directory of result files (*.h5), e.g. results/demo")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="analyse the done blocks of incomplete runs (and skip unreadable files)")
+    parser.add_argument("--no-figures", action="store_true", help="summary.json and table only")
+    parser.add_argument("--figures", nargs="+", metavar="NAME",
+                        help="only these figures (names as in analysis.figures.FIGURES)")
+    args = parser.parse_args(argv)
+
+    from .io import ResultsError
+    from .report import analyze, format_table, write_summary
+
+    try:
+        an = analyze(args.results, allow_incomplete=args.allow_incomplete)
+    except ResultsError as err:
+        sys.stderr.write(f"analysis: error: {err}\n")
+        return EXIT_BAD_INPUT
+    path = write_summary(an)
+    written, failed = [], {}
+    if not args.no_figures:
+        from .figures import FIGURES, make_figures
+        unknown = [n for n in (args.figures or []) if n not in FIGURES]
+        if unknown:
+            sys.stderr.write(f"analysis: error: unknown figure {unknown[0]!r} "
+                             f"(known: {', '.join(FIGURES)})\n")
+            return EXIT_BAD_INPUT
+        written, _, failed = make_figures(an, names=args.figures)
+    print(format_table(an.summary))
+    print()
+    print(f"summary: {path}")
+    if written:
+        pngs = sorted(p.name for p in written if p.suffix == ".png")
+        print(f"figures: {len(pngs)} (PNG + PDF) in {written[0].parent}: {', '.join(pngs)}")
+    if failed:
+        sys.stderr.write("analysis: error: figures failed: " + "; ".join(
+            f"{name} ({why})" for name, why in failed.items()) + "\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Connected cumulants of Gneq from block sums, bias-corrected, with jackknife errors.
+
+Every estimator is a function of the sample means ``M[f] = (sum of the done blocks of f) / n``
+of the stored per-sample observables (`anderson_mpi.moments.field_shapes`). Connected parts
+are products of means and carry an O(1/n) bias; the delete-one-*block* jackknife removes it
+and gives the error bars. The machinery is generic:
+
+* `jackknife(block_sums, n_per_block, func)` evaluates ``func`` on the full means and on the
+  delete-one-block means ``(total - block_j) / (n - n_j)`` and returns a `Replicated`;
+* `Replicated.value` is the bias-corrected estimate, `Replicated.error` its jackknife error;
+* `Replicated.map` / `combine` push any further function (a fit, a ratio, a fit across
+  independent runs) through the same replicates, so derived quantities get errors and bias
+  corrections for free.
+
+Blocks may hold different numbers of samples (an interrupted run, a last short block): the
+delete-m_j jackknife of Busing, Meijer & van der Leeden (Stat. Comput. 9, 3 (1999)) is used,
+with ``h_j = n / m_j``::
+
+    theta_J   = g theta - sum_j (1 - 1/h_j) theta_(j)                    (bias-corrected)
+    var_J     = (1/g) sum_j (h_j theta - (h_j - 1) theta_(j) - theta_J)^2 / (h_j - 1)
+
+(equal blocks: the textbook ``g theta - (g-1) mean_j theta_(j)`` and
+``(g-1)/g sum_j (theta_(j) - mean)^2``). It is exactly unbiased for any quadratic function
+of the means (such as C2 or a variance); cubic terms (C3, m3) keep an O(1/n^2) bias.
+
+Independent runs (different sizes or W) enter a joint fit through `combine`: the replicates
+of each run are varied one run at a time, the bias corrections add and the variances add.
+
+The cumulant formulas (SPEC section 3) in terms of the means, with ``Np = Ny Nz``,
+``|o|`` the orbit sizes and ``c`` a cut slice::
+
+    C1(a)   = M[tr_g][a] / Np
+    C2(a,b) = Np^-2 [M[tr_gg][a,b] - sum_o M[mean_k][a,b,o] M[mean_k][b,a,o] / |o|]
+    C3(a,b,c) = Np^-3 [M[cut_tr_ggg][a,b]
+                       - sum_o M[ab_bc][a,b,o] M[mean_k][c,a,o] / |o|
+                       - sum_o M[bc_ca][a,b,o] M[mean_k][a,b,o] / |o|
+                       - sum_o conj(M[ab_bc][b,a,o]) M[mean_k][b,c,o] / |o|
+                       + 2 sum_o M[mean_k][a,b,o] M[mean_k][b,c,o] M[mean_k][c,a,o] / |o|^2]
+    m2 = sum_ab C2(a,b)
+    m3 = Np^-3 [M[tr_g3] - 3 sum_{a,c,o} M[g2_kdiag][a,c,o] M[mean_k][c,a,o] / |o|
+                + 2 sum_o Tr(Cbar_o^3) / |o|^2],     Cbar_o = M[mean_k][:, :, o]
+
+(the disorder mean of a k-diagonal quantity is constant on a k orbit, hence the ``/|o|``).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = ["Means", "Replicated", "jackknife", "combine", "cumulants", "rescale_power",
+           "run_estimates"]
+
+
+class Means(dict):
+    """Sample means of the stored fields, with the number of samples ``n`` behind them."""
+
+    def __init__(self, values, n):
+        super().__init__(values)
+        self.n = n
+
+
+# --- pytrees: an array (or scalar) or a flat dict of them -----------------------------------
+
+def _tree_map(func, *trees):
+    first = trees[0]
+    if isinstance(first, Mapping):
+        return {k: func(*(t[k] for t in trees)) for k in first}
+    return func(*trees)
+
+
+def _stack(trees):
+    first = trees[0]
+    if isinstance(first, Mapping):
+        return {k: np.stack([np.asarray(t[k]) for t in trees]) for k in first}
+    return np.stack([np.asarray(t) for t in trees])
+
+
+def _take(tree, j):
+    if isinstance(tree, Mapping):
+        return {k: v[j] for k, v in tree.items()}
+    return tree[j]
+
+
+class Replicated:
+    """An estimate evaluated on the full data and on delete-one-block replicates.
+
+    Attributes
+    ----------
+    full : array or dict of arrays
+        The plain (uncorrected) estimate from all samples.
+    groups : dict
+        ``key -> (reps, h)``: for each independent run ``key``, the estimate with one block of
+        that run deleted (``reps``: same pytree with a leading replicate axis) and
+        ``h_j = n / n_j`` of that run's blocks.
+    """
+
+    def __init__(self, full, groups):
+        self.full = full
+        self.groups = groups
+
+    # bias-corrected value and error, leaf by leaf
+    def _leaf_stats(self, path):
+        full = np.asarray(self._get(self.full, path))
+        bias = np.zeros(full.shape, dtype=np.result_type(full, float))
+        var = np.zeros(full.shape, dtype=float)
+        for reps, h in self.groups.values():
+            r = np.asarray(self._get(reps, path))
+            hh = np.asarray(h, float).reshape((-1,) + (1,) * full.ndim)
+            g = len(h)
+            theta_j = g * full - np.sum((1.0 - 1.0 / hh) * r, axis=0)
+            pseudo = hh * full - (hh - 1.0) * r
+            bias = bias + (theta_j - full)
+            var = var + np.sum(np.abs(pseudo - theta_j) ** 2 / (hh - 1.0), axis=0) / g
+        return full + bias, np.sqrt(var)
+
+    @staticmethod
+    def _get(tree, path):
+        return tree[path] if path is not None else tree
+
+    def _paths(self):
+        return list(self.full) if isinstance(self.full, Mapping) else [None]
+
+    def _collect(self, which):
+        out = {p: self._leaf_stats(p)[which] for p in self._paths()}
+        return out if isinstance(self.full, Mapping) else out[None]
+
+    @property
+    def value(self):
+        """Jackknife bias-corrected estimate (same structure as ``full``)."""
+        return self._collect(0)
+
+    @property
+    def error(self):
+        """Jackknife standard error (same structure as ``full``; real)."""
+        return self._collect(1)
+
+    @property
+    def n_replicates(self):
+        return sum(len(h) for _, h in self.groups.values())
+
+    def __getitem__(self, key):
+        """The leaf ``key`` of a dict-valued estimate, as a `Replicated`."""
+        return Replicated(self.full[key], {k: (reps[key], h) for k, (reps, h) in self.groups.items()})
+
+    def replicate(self, key, j):
+        reps, _ = self.groups[key]
+        return _take(reps, j)
+
+    def map(self, func):
+        """``func`` applied to the full estimate and to every replicate."""
+        return combine([self], func)
+
+
+def jackknife(block_sums, n_per_block, func, key=0):
+    """Bias-corrected value and jackknife error of any function of the sample means.
+
+    Parameters
+    ----------
+    block_sums : array_like or mapping of name -> array_like
+        Per-block sums over samples, leading axis = block (only ``x[j]`` and ``len(x)`` are
+        used, so lazy views of a file work).
+    n_per_block : array_like of int
+        Samples in each block (all > 0; they may differ).
+    func : callable
+        ``func(means)``: for an array input ``means`` is the array of sample means; for a
+        mapping it is a `Means` dict (with the sample count ``means.n``). Returns an array,
+        a scalar or a flat dict of them.
+    key : hashable
+        Name of this independent data set, for `combine`.
+
+    Returns
+    -------
+    Replicated
+        ``.value`` (bias-corrected), ``.error``, ``.full`` (uncorrected).
+    """
+    n_b = np.asarray(n_per_block, dtype=np.int64).reshape(-1)
+    g = len(n_b)
+    if g < 2:
+        raise ValueError(f"the jackknife needs at least 2 blocks, got {g}")
+    if np.any(n_b <= 0):
+        raise ValueError("every block must hold at least one sample")
+    is_map = isinstance(block_sums, Mapping)
+    sources = dict(block_sums) if is_map else {None: block_sums}
+    for name, src in sources.items():
+        if len(src) != g:
+            raise ValueError(f"block_sums{'' if name is None else '[' + repr(name) + ']'} has "
+                             f"{len(src)} blocks, n_per_block has {g}")
+    n = int(n_b.sum())
+    totals = {}
+    for name, src in sources.items():
+        total = np.array(src[0], dtype=np.result_type(np.asarray(src[0]).dtype, float), copy=True)
+        for j in range(1, g):
+            total += src[j]
+        totals[name] = total
+
+    def evaluate(values, count):
+        if is_map:
+            return func(Means(values, count))
+        return func(values[None])
+
+    full = evaluate({k: t / n for k, t in totals.items()}, n)
+    reps = []
+    for j in range(g):
+        m = n - int(n_b[j])
+        reps.append(evaluate({k: (t - sources[k][j]) / m for k, t in totals.items()}, m))
+    return Replicated(full, {key: (_stack(reps), n / n_b.astype(float))})
+
+
+def combine(inputs, func):
+    """``func(*estimates)`` as a `Replicated`, for estimates from independent data sets.
+
+    Replicates vary one data set (group key) at a time: an input that does not depend on the
+    group enters at its full value. Inputs sharing a key must come from the same blocks.
+    """
+    inputs = list(inputs)
+    full = func(*(i.full for i in inputs))
+    groups = {}
+    keys = []
+    for inp in inputs:
+        for key, (_, h) in inp.groups.items():
+            if key not in keys:
+                keys.append(key)
+                groups[key] = np.asarray(h, float)
+            elif len(groups[key]) != len(h) or not np.allclose(groups[key], h):
+                raise ValueError(f"inputs disagree on the blocks of data set {key!r}")
+    out = {}
+    for key in keys:
+        h = groups[key]
+        reps = []
+        for j in range(len(h)):
+            args = [inp.replicate(key, j) if key in inp.groups else inp.full for inp in inputs]
+            reps.append(func(*args))
+        out[key] = (_stack(reps), h)
+    return Replicated(full, out)
+
+
+# --- the cumulants ---------------------------------------------------------------------------
+
+def cumulants(M, n_perp, orbit_size, cut_slices):
+    """Connected cumulants and companions from the sample means (module docstring).
+
+    Parameters
+    ----------
+    M : Means
+        Sample means of the fields (and ``M.n``).
+    n_perp : int
+        ``Ny * Nz``.
+    orbit_size : (n_orb,) int
+    cut_slices : (n_cut,) int
+
+    Returns
+    -------
+    dict
+        ``C1`` (Nx,), ``C2`` (Nx, Nx), ``m2``, ``m3``, ``m3_imag``, ``C3`` (n_cut, Nx, Nx)
+        real part, ``C3_imag``, ``map1`` (Nx, Nx) complex ``Np^-1 E Tr G_ab``, ``map2``
+        (n_cut, Nx, Nx) complex ``Nx Np^-2 E Tr(G_ac G_cb)``, ``conductance``,
+        ``conductance_var`` (unbiased), ``fano``.
+    """
+    npp = float(n_perp)
+    inv_o = 1.0 / np.asarray(orbit_size, float)
+    mk = np.asarray(M["mean_k"])
+    nx = mk.shape[0]
+    out = {"C1": np.asarray(M["tr_g"]).real / npp}
+    disc2 = np.einsum("abo,bao,o->ab", mk, mk, inv_o)
+    out["C2"] = (np.asarray(M["tr_gg"]).real - disc2.real) / npp**2
+    out["m2"] = out["C2"].sum()
+
+    cb = np.moveaxis(mk, 2, 0)  # (o, a, b)
+    cube_tr = np.einsum("oab,oba->o", cb @ cb, cb)  # Tr(Cbar_o^3), by BLAS products
+    m3 = (np.asarray(M["tr_g3"]) - 3.0 * np.einsum("aco,cao,o->", M["g2_kdiag"], mk, inv_o)
+          + 2.0 * np.sum(cube_tr * inv_o**2)) / npp**3
+    out["m3"], out["m3_imag"] = np.real(m3), np.imag(m3)
+
+    cuts = np.asarray(cut_slices, dtype=np.int64).reshape(-1)
+    c3 = np.empty((len(cuts), nx, nx), dtype=complex)
+    for i, c in enumerate(cuts):
+        ab_bc = np.asarray(M["cut_kdiag_ab_bc"][i])
+        bc_ca = np.asarray(M["cut_kdiag_bc_ca"][i])
+        m_ca = mk[c]        # [a, o] = mean_k[c, a, o]
+        m_bc = mk[:, c]     # [b, o] = mean_k[b, c, o]
+        t1 = np.einsum("abo,ao,o->ab", ab_bc, m_ca, inv_o)
+        t2 = np.einsum("abo,abo,o->ab", bc_ca, mk, inv_o)
+        t3 = np.einsum("bao,bo,o->ab", ab_bc.conj(), m_bc, inv_o)
+        t4 = np.einsum("abo,bo,ao,o->ab", mk, m_bc, m_ca, inv_o**2)
+        c3[i] = (np.asarray(M["cut_tr_ggg"][i]) - t1 - t2 - t3 + 2.0 * t4) / npp**3
+    out["C3"], out["C3_imag"] = c3.real, c3.imag
+
+    out["map1"] = mk.sum(axis=2) / npp
+    out["map2"] = nx * np.asarray(M["cut_pair"]) / npp**2
+
+    g, g_sq, n = float(np.real(M["g"])), float(np.real(M["g_sq"])), M.n
+    out["conductance"] = g
+    out["conductance_var"] = (g_sq - g * g) * n / (n - 1) if n > 1 else np.nan
+    out["fano"] = float(np.real(M["fano_num"])) / g if g != 0 else np.nan
+    return out
+
+
+def rescale_power(geometry, Nx, order):
+    """Factor turning ``C_n`` into ``g_n``: ``N^(n-1)`` (cube) or ``Nx^-(n-1)`` (quasi-1d)."""
+    if geometry == "cube":
+        return float(Nx) ** (order - 1)
+    return float(Nx) ** (-(order - 1))
+
+
+def run_estimates(data):
+    """All estimators of one run (`analysis.io.RunData`) as one `Replicated` dict.
+
+    Adds the rescaled ``g1``, ``g2``, ``g3`` (real part), ``g3_imag`` and the magnitudes
+    ``map1_abs``, ``map2_abs`` to the keys of `cumulants`.
+    """
+    geometry, nx = data.geometry, data.Nx
+
+    def func(M):
+        est = cumulants(M, data.n_perp, data.orbit_size, data.cut_slices)
+        est["g1"] = est["C1"] * rescale_power(geometry, nx, 1)
+        est["g2"] = est["C2"] * rescale_power(geometry, nx, 2)
+        est["g3"] = est["C3"] * rescale_power(geometry, nx, 3)
+        est["g3_imag"] = est["C3_imag"] * rescale_power(geometry, nx, 3)
+        est["map1_abs"] = np.abs(est["map1"])
+        est["map2_abs"] = np.abs(est["map2"])
+        return est
+
+    return jackknife(data.blocks, data.n_per_block, func, key=str(data.path))

@@ -1,0 +1,239 @@
+"""Reading anderson_mpi result files for the analysis (serial h5py, read-only).
+
+A result directory holds one HDF5 file per run (`anderson_mpi.store` documents the schema).
+Only the blocks whose ``/blocks/done`` flag is 1 carry data; a run is *complete* when every
+block is done and ``/totals/valid`` is 1. The analysis refuses incomplete runs unless told
+otherwise (``allow_incomplete``), and always names the files it refuses.
+
+Block rows are read lazily, one block at a time (`DoneBlocks`), so that the jackknife over the
+blocks of a large run never holds every block of every field in memory at once.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ResultsError", "DoneBlocks", "RunData", "open_run", "discover"]
+
+# Fields the estimators read (see anderson_mpi.moments.field_shapes).
+FIELDS = ("tr_g", "tr_gg", "mean_k", "g2_kdiag", "tr_g3", "cut_pair", "cut_tr_ggg",
+          "cut_kdiag_ab_bc", "cut_kdiag_bc_ca", "g", "g_sq", "fano_num")
+
+
+class ResultsError(RuntimeError):
+    """A results directory the analysis cannot use (missing, empty, incomplete runs)."""
+
+
+class DoneBlocks:
+    """Read-only view of the done rows of one ``/blocks/<field>`` dataset.
+
+    ``view[j]`` is the j-th *done* block (read from the file on access); ``len(view)`` the
+    number of done blocks. This is all `analysis.estimators.jackknife` needs.
+    """
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.shape = (len(self.indices),) + tuple(dataset.shape[1:])
+        self.dtype = dataset.dtype
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, j):
+        return np.asarray(self.dataset[int(self.indices[j])])
+
+
+@dataclass
+class RunData:
+    """One result file: its configuration, layout and done blocks.
+
+    Use as a context manager (or call `close`): the block views read from the open file.
+    """
+
+    path: Path
+    run: dict
+    x: np.ndarray
+    orbit_size: np.ndarray
+    cut_slices: np.ndarray
+    cut_fractions: np.ndarray
+    n_blocks: int
+    done: np.ndarray  # indices of the done blocks with at least one sample
+    n_per_block: np.ndarray  # samples in each done block
+    samples_planned: int
+    totals_valid: bool
+    blocks: dict = field(default_factory=dict)  # field -> DoneBlocks
+    _file: object = None
+
+    @property
+    def geometry(self):
+        return self.run["geometry"]
+
+    @property
+    def Nx(self):
+        return int(self.run["Nx"])
+
+    @property
+    def Ny(self):
+        return int(self.run["Ny"])
+
+    @property
+    def Nz(self):
+        return int(self.run["Nz"])
+
+    @property
+    def W(self):
+        return float(self.run["W"])
+
+    @property
+    def n_perp(self):
+        return self.Ny * self.Nz
+
+    @property
+    def samples(self):
+        return int(self.n_per_block.sum())
+
+    @property
+    def complete(self):
+        return len(self.done) == self.n_blocks and self.totals_valid
+
+    @property
+    def label(self):
+        if self.geometry == "cube":
+            return f"cube N={self.Nx} W={self.W:g}"
+        return f"quasi1d Nx={self.Nx} Ny={self.Ny} Nz={self.Nz} W={self.W:g}"
+
+    def status(self):
+        """One line: blocks done, samples, totals."""
+        return (f"{len(self.done)}/{self.n_blocks} blocks done, {self.samples}/{self.samples_planned} "
+                f"samples, totals {'valid' if self.totals_valid else 'not written'}")
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _open_h5(path):
+    import h5py
+    try:  # reading a file a running job writes: no lock (the metadata is final, see store.py)
+        return h5py.File(path, "r", locking=False)
+    except TypeError:  # pragma: no cover - old h5py without the locking argument
+        return h5py.File(path, "r")
+
+
+def open_run(path):
+    """Open one result file; raise `ResultsError` if it is not a readable result file."""
+    path = Path(path)
+    try:
+        f = _open_h5(path)
+    except OSError as err:
+        raise ResultsError(f"{path}: cannot be opened as HDF5 ({err})") from None
+    try:
+        run = json.loads(f.attrs["run"])
+        layout = f["layout"]
+        done_flags = np.asarray(f["blocks/done"][...]) == 1
+        n_all = np.asarray(f["blocks/n_samples"][...], dtype=np.int64)
+        done = np.flatnonzero(done_flags & (n_all > 0))
+        data = RunData(
+            path=path, run=run, x=np.asarray(layout["x"][...], float),
+            orbit_size=np.asarray(layout["orbit_size"][...], np.int64),
+            cut_slices=np.asarray(layout["cut_slices"][...], np.int64).reshape(-1),
+            cut_fractions=np.asarray(layout["cut_fractions"][...], float).reshape(-1),
+            n_blocks=int(len(done_flags)), done=done, n_per_block=n_all[done],
+            samples_planned=int(f.attrs.get("samples", n_all.sum())),
+            totals_valid=bool(f["totals/valid"][()] == 1), _file=f)
+        missing = [name for name in FIELDS if name not in f["blocks"]]
+        if missing:
+            raise KeyError(f"/blocks/{missing[0]}")
+        data.blocks = {name: DoneBlocks(f["blocks"][name], done) for name in FIELDS}
+        for key in ("geometry", "Nx", "Ny", "Nz", "W"):
+            if key not in run:
+                raise KeyError(f"run attribute {key!r}")
+    except (KeyError, ValueError, TypeError) as err:
+        f.close()
+        raise ResultsError(f"{path}: not an anderson_mpi result file (missing {err})") from None
+    return data
+
+
+def discover(directory, allow_incomplete=False, min_blocks=2):
+    """Open the result files (``*.h5``) of a results directory.
+
+    Parameters
+    ----------
+    directory : path
+    allow_incomplete : bool
+        Use the done blocks of incomplete runs instead of refusing them.
+    min_blocks : int
+        Runs with fewer done blocks cannot be jackknifed; they are skipped with a note.
+
+    Returns
+    -------
+    runs : list of RunData
+        Open runs (the caller closes them), sorted by geometry, W, Ny, Nz, Nx.
+    notes : list of str
+        What was skipped and why.
+
+    Raises
+    ------
+    ResultsError
+        Missing directory, no result files, unreadable files, or incomplete runs without
+        ``allow_incomplete``; the message names every offending file.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        raise ResultsError(f"results directory {str(directory)!r} does not exist "
+                           f"(run the job first, e.g. `make run`)")
+    if not directory.is_dir():
+        raise ResultsError(f"{str(directory)!r} is not a directory")
+    paths = sorted(directory.glob("*.h5"))
+    if not paths:
+        raise ResultsError(f"no result files (*.h5) in {str(directory)!r}")
+    runs, notes, bad, incomplete = [], [], [], []
+    for path in paths:
+        try:
+            data = open_run(path)
+        except ResultsError as err:
+            bad.append(str(err))
+            continue
+        if not data.complete:
+            incomplete.append(data)
+        else:
+            runs.append(data)
+    problems = []
+    if bad and not allow_incomplete:
+        problems.append("unreadable result files (--allow-incomplete skips them):\n  " + "\n  ".join(bad))
+    notes.extend(f"skipped {line}" for line in (bad if allow_incomplete else []))
+    if incomplete and not allow_incomplete:
+        problems.append("incomplete runs (use --allow-incomplete to analyse their done blocks):\n  "
+                        + "\n  ".join(f"{d.path}: {d.label}: {d.status()}" for d in incomplete))
+    if problems:
+        for d in runs + incomplete:
+            d.close()
+        raise ResultsError("\n".join(problems))
+    for d in incomplete:
+        notes.append(f"incomplete run analysed from its done blocks: {d.path.name}: {d.status()}")
+        runs.append(d)
+    usable = []
+    for d in runs:
+        if len(d.done) < min_blocks:
+            message = (f"{d.path.name}: {d.label}: only {len(d.done)} done block(s); "
+                       f"the jackknife needs at least {min_blocks}")
+            notes.append("skipped " + message)
+            d.close()
+        else:
+            usable.append(d)
+    if not usable:
+        raise ResultsError(f"no usable runs in {str(directory)!r}" + ("".join(
+            f"\n  {n}" for n in notes)))
+    usable.sort(key=lambda d: (d.geometry, d.W, d.Ny, d.Nz, d.Nx, str(d.path)))
+    return usable, notes

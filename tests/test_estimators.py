@@ -1,0 +1,299 @@
+"""Estimators on synthetic data with planted cumulants, and the jackknife bias correction.
+
+The synthetic ensemble is k-diagonal: per sample and per transverse momentum k,
+``G_ab(k) = mu_o[a, b] + xi_k A_o[a, b] + zeta_k B_o[a, b]`` (Nx x Nx Hermitian matrices that
+depend only on the k orbit o; ``xi`` centred exponential with variance 1 and third cumulant 2,
+``zeta`` standard normal, independent for every k and sample). Every stored field is then a
+sum over k of products of these entries, and the connected cumulants are known exactly::
+
+    C1(a)     = Np^-1 sum_o |o| mu_o[a, a]
+    C2(a, b)  = Np^-2 sum_o |o| (|A_o[a, b]|^2 + |B_o[a, b]|^2)
+    C3(a,b,c) = Np^-3 sum_o |o| 2 A_o[a, b] A_o[b, c] A_o[c, a]
+    m3        = Np^-3 sum_o |o| 2 Tr A_o^3
+
+while the disconnected parts (products of the means) are large, so a wrong subtraction shows.
+"""
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.estimators import Replicated, combine, cumulants, jackknife, run_estimates  # noqa: E402
+from analysis.io import ResultsError, discover, open_run  # noqa: E402
+from anderson_mpi.moments import field_shapes, make_layout  # noqa: E402
+
+HOPPING = (1.0, 0.4, 0.4)
+
+
+# --- the synthetic ensemble ---------------------------------------------------------------------
+
+def _hermitian(rng, n, scale=1.0):
+    m = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+    return scale * (m + m.conj().T) / 2
+
+
+class Planted:
+    """Orbit-wise parameters of the synthetic ensemble and its exact cumulants."""
+
+    def __init__(self, rng, Nx, Ny, Nz, cuts):
+        self.layout = make_layout(Nx, Ny, Nz, HOPPING, cuts)
+        no = self.layout.n_orbits
+        self.mu = np.stack([_hermitian(rng, Nx, 1.5) for _ in range(no)])
+        self.A = np.stack([_hermitian(rng, Nx, 0.6) for _ in range(no)])
+        self.B = np.stack([_hermitian(rng, Nx, 0.4) for _ in range(no)])
+        self.Nx, self.Np = Nx, Ny * Nz
+
+    def exact(self):
+        lay, npp, size = self.layout, float(self.Np), self.layout.orbit_size.astype(float)
+        A, B, mu = self.A, self.B, self.mu
+        out = {"C1": np.einsum("o,oaa->a", size, mu).real / npp}
+        out["C2"] = np.einsum("o,oab->ab", size, np.abs(A) ** 2 + np.abs(B) ** 2) / npp**2
+        out["m2"] = out["C2"].sum()
+        c3 = []
+        for c in lay.cuts:
+            c3.append(2 * np.einsum("o,oab,ob,oa->ab", size, A, A[:, :, c], A[:, c, :]) / npp**3)
+        out["C3"] = np.real(np.array(c3))
+        out["C3_imag"] = np.imag(np.array(c3))
+        out["m3"] = 2 * np.einsum("o,oab,obc,oca->", size, A, A, A).real / npp**3
+        out["map1"] = np.einsum("o,oab->ab", size, mu) / npp
+        npp2 = npp**2
+        out["map2"] = np.array([self.Nx * np.einsum("o,oa,ob->ab", size, X[:, :, c], X[:, c, :]) / npp2
+                                for c in lay.cuts for X in (mu, A, B)]).reshape(
+            len(lay.cuts), 3, self.Nx, self.Nx).sum(axis=1)
+        out["conductance"], out["conductance_var"], out["fano"] = 5.0, 0.25, 0.3
+        return out
+
+    def samples(self, rng, S):
+        """Per-sample fields (dict name -> (S, ...)) of S samples."""
+        lay = self.layout
+        o_of_k = lay.orbit_index
+        xi = rng.exponential(size=(S, lay.n_perp)) - 1.0
+        zeta = rng.normal(size=(S, lay.n_perp))
+        c = (self.mu[o_of_k][None] + xi[..., None, None] * self.A[o_of_k][None]
+             + zeta[..., None, None] * self.B[o_of_k][None])  # (S, k, a, b)
+        ind = lay.orbit_matrix.T  # (k, o)
+        f = {"tr_g": np.einsum("skaa->sa", c).real,
+             "tr_gg": np.einsum("skab,skba->sab", c, c).real,
+             "mean_k": np.einsum("skab,ko->sabo", c, ind)}
+        c2 = c @ c
+        f["g2_kdiag"] = np.einsum("skab,ko->sabo", c2, ind)
+        f["tr_g3"] = np.einsum("skab,skba->s", c2, c).real
+        nc = len(lay.cuts)
+        shape = (S, nc, self.Nx, self.Nx)
+        for name in ("cut_pair", "cut_tr_ggg"):
+            f[name] = np.empty(shape, complex)
+        for name in ("cut_kdiag_ab_bc", "cut_kdiag_bc_ca"):
+            f[name] = np.empty(shape + (lay.n_orbits,), complex)
+        for i, cc in enumerate(lay.cuts):
+            to_c, from_c = c[:, :, :, cc], c[:, :, cc, :]  # [s,k,a] = G_ac, [s,k,b] = G_cb
+            f["cut_pair"][:, i] = np.einsum("ska,skb->sab", to_c, from_c)
+            f["cut_tr_ggg"][:, i] = np.einsum("skab,skb,ska->sab", c, to_c, from_c)
+            f["cut_kdiag_ab_bc"][:, i] = np.einsum("skab,skb,ko->sabo", c, to_c, ind)
+            f["cut_kdiag_bc_ca"][:, i] = np.einsum("skb,ska,ko->sabo", to_c, from_c, ind)
+        g = 5.0 + 0.5 * (rng.exponential(size=S) - 1.0)
+        f["g"], f["g_sq"] = g, g * g
+        f["fano_num"] = g * rng.uniform(0.2, 0.4, size=S)
+        return f
+
+
+def block_sums(per_sample, sizes):
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    return {k: np.stack([v[a:b].sum(axis=0) for a, b in zip(edges[:-1], edges[1:])])
+            for k, v in per_sample.items()}
+
+
+def write_synthetic_file(path, planted, sums, n_per_block, done=None, valid=True, W=6.0):
+    """A result file in the layout of anderson_mpi.store (serial h5py, no mpio driver)."""
+    lay = planted.layout
+    shapes = field_shapes(lay)
+    n_blocks = len(n_per_block)
+    done = np.ones(n_blocks, np.int8) if done is None else np.asarray(done, np.int8)
+    run = {"geometry": "cube", "Nx": lay.Nx, "Ny": lay.Ny, "Nz": lay.Nz, "W": W,
+           "samples": int(np.sum(n_per_block)), "block_size": int(max(n_per_block)),
+           "hopping": list(HOPPING), "cuts": [0.3, 0.6], "e_plus": 0.2, "e_minus": -0.2}
+    with h5py.File(path, "w") as f:
+        f.attrs.update({"schema_version": 1, "run": json.dumps(run), "samples": run["samples"],
+                        "n_blocks": n_blocks, "block_size": run["block_size"]})
+        f["layout/x"] = (np.arange(lay.Nx) + 0.5) / lay.Nx
+        f["layout/orbit_index"] = lay.orbit_index
+        f["layout/orbit_size"] = lay.orbit_size
+        f["layout/cut_slices"] = lay.cuts
+        f["layout/cut_fractions"] = np.array([0.3, 0.6])
+        for name, (shape, dtype) in shapes.items():
+            assert sums[name].shape == (n_blocks,) + shape, name  # same layout as the real files
+            f[f"blocks/{name}"] = sums[name].astype(dtype)
+            f[f"totals/{name}"] = sums[name][done == 1].sum(axis=0).astype(dtype)
+        f["blocks/n_samples"] = np.asarray(n_per_block, np.int64)
+        f["blocks/unitarity_max"] = np.zeros(n_blocks)
+        f["blocks/done"] = done
+        f["samples_done"] = int(np.sum(np.asarray(n_per_block)[done == 1]))
+        f["totals/n_samples"] = f["samples_done"][()]
+        f["totals/valid"] = np.int8(1 if valid else 0)
+    return path
+
+
+# --- the jackknife itself ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sizes", [[4] * 6, [5, 3, 4, 4, 6, 2]])
+def test_bias_correction_of_a_squared_mean(rng, sizes):
+    """Planted mean 0, variance s2: E|xbar|^2 = s2/n; the corrected estimate is unbiased."""
+    s2, reps = 2.0, 3000
+    n = sum(sizes)
+    raw, corrected = np.empty(reps), np.empty(reps)
+    for r in range(reps):
+        x = rng.normal(0.0, np.sqrt(s2), size=n)
+        res = jackknife(block_sums({"x": x}, sizes)["x"], sizes, lambda m: m**2)
+        raw[r], corrected[r] = res.full, res.value
+    se_raw = raw.std() / np.sqrt(reps)
+    se_cor = corrected.std() / np.sqrt(reps)
+    assert abs(raw.mean() - s2 / n) < 4 * se_raw     # the plain estimate is biased by s2/n ...
+    assert raw.mean() > 15 * se_raw
+    assert abs(corrected.mean()) < 4 * se_cor         # ... the jackknife removes it
+    assert se_cor < 0.2 * s2 / n
+
+
+def test_jackknife_error_matches_the_spread(rng):
+    """Over many replicas the jackknife variance averages to the true variance (nonlinear f)."""
+    sizes, reps = [5, 3, 4, 4, 6, 2, 5, 3], 1500
+    n = sum(sizes)
+    vals, errs = np.empty(reps), np.empty(reps)
+    for r in range(reps):
+        x = rng.normal(1.0, 1.0, size=n)
+        res = jackknife(block_sums({"x": x}, sizes)["x"], sizes, lambda m: np.exp(m))
+        vals[r], errs[r] = res.value, res.error
+    ratio = np.mean(errs**2) / vals.var()
+    assert 0.8 < ratio < 1.25
+
+
+def test_linear_functions_are_left_alone_and_errors_are_the_block_spread(rng):
+    sizes = [3] * 7
+    x = rng.normal(size=(21, 2))
+    b = block_sums({"x": x}, sizes)["x"]
+    res = jackknife(b, sizes, lambda m: m)
+    assert np.allclose(res.full, x.mean(axis=0)) and np.allclose(res.value, res.full)
+    block_means = b / 3
+    assert np.allclose(res.error, block_means.std(axis=0, ddof=1) / np.sqrt(7))
+
+
+def test_jackknife_checks_its_input():
+    with pytest.raises(ValueError, match="at least 2 blocks"):
+        jackknife(np.ones((1, 3)), [4], lambda m: m)
+    with pytest.raises(ValueError, match="blocks"):
+        jackknife(np.ones((3, 3)), [4, 4], lambda m: m)
+    with pytest.raises(ValueError, match="at least one sample"):
+        jackknife(np.ones((2, 3)), [4, 0], lambda m: m)
+
+
+def test_combine_adds_independent_variances(rng):
+    a = jackknife(rng.normal(size=(10, 1)), [1] * 10, lambda m: m[0])
+    b = jackknife(rng.normal(size=(8, 1)), [1] * 8, lambda m: m[0], key="b")
+    s = combine([a, b], lambda u, v: u + v)
+    assert np.isclose(s.value, a.value + b.value)
+    assert np.isclose(s.error, np.hypot(a.error, b.error))
+    d = a.map(lambda u: 2 * u)  # same data set: fully correlated
+    assert np.isclose(d.error, 2 * a.error)
+    with pytest.raises(ValueError, match="disagree"):
+        bad = Replicated(a.full, {0: (a.groups[0][0][:5], np.full(5, 5.0))})
+        combine([a, bad], lambda u, v: u + v)
+
+
+# --- the cumulant estimators on planted data -----------------------------------------------------
+
+def test_estimators_recover_planted_cumulants(rng, tmp_path):
+    planted = Planted(rng, Nx=5, Ny=3, Nz=2, cuts=[0.3, 0.6])
+    sizes = [40] * 12 + [13]  # a short last block
+    per_sample = planted.samples(rng, sum(sizes))
+    path = write_synthetic_file(tmp_path / "cube_N5_W6.h5", planted, block_sums(per_sample, sizes), sizes)
+    with open_run(path) as data:
+        assert data.complete and data.samples == sum(sizes)
+        est = run_estimates(data)
+    exact = planted.exact()
+    value, error = est.value, est.error
+    for key in ("C1", "C2", "m2", "C3", "C3_imag", "m3", "map1", "map2", "conductance",
+                "conductance_var", "fano"):
+        v, e, x = np.asarray(value[key]), np.asarray(error[key]), np.asarray(exact[key])
+        tiny = 1e-12 * max(np.abs(x).max(), 1e-300)  # entries that vanish exactly (Im C3 at a = b)
+        assert np.all((e > 0) | (np.abs(x) <= tiny)), key
+        pull = np.abs(v - x) / (e + tiny)
+        assert pull.max() < 5.0, (key, pull.max())
+    # the disconnected parts are not small here: forgetting them would be seen
+    assert np.abs(est.full["C2"]).max() < 0.5 * np.abs(
+        np.asarray(per_sample["tr_gg"]).mean(axis=0)).max() / planted.Np**2
+    # rescaled cumulants (cube): g_n = N^(n-1) C_n
+    assert np.allclose(value["g2"], 5 * value["C2"]) and np.allclose(value["g3"], 25 * value["C3"])
+    # C2 symmetric, C3(a, b, c) = conj C3(b, a, c) hold sample by sample
+    assert np.allclose(value["C2"], value["C2"].T)
+    assert np.allclose(value["C3"], value["C3"].transpose(0, 2, 1))
+    assert np.allclose(value["C3_imag"], -value["C3_imag"].transpose(0, 2, 1))
+
+
+def test_bias_correction_matters_for_C2(rng):
+    """Few samples: the plain C2 is biased low (products of means), the corrected one is not."""
+    planted = Planted(rng, Nx=2, Ny=3, Nz=2, cuts=[0.5])
+    exact = planted.exact()["C2"]
+    lay = planted.layout
+    sizes, reps = [2, 2, 2], 1500
+    raw, cor = np.empty((reps, 2, 2)), np.empty((reps, 2, 2))
+    for r in range(reps):
+        sums = block_sums(planted.samples(rng, sum(sizes)), sizes)
+        res = jackknife(sums, sizes, lambda M: cumulants(M, lay.n_perp, lay.orbit_size, lay.cuts)["C2"])
+        raw[r], cor[r] = res.full, res.value
+    se_raw = raw.std(axis=0) / np.sqrt(reps)
+    se_cor = cor.std(axis=0) / np.sqrt(reps)
+    bias_raw = (raw.mean(axis=0) - exact) / se_raw
+    assert np.all(bias_raw < -8)                       # significantly biased (low) ...
+    assert np.all(np.abs(cor.mean(axis=0) - exact) < 4 * se_cor)  # ... and corrected
+
+
+# --- reading result files -------------------------------------------------------------------------
+
+def _tiny_file(rng, path, done=None, valid=True, sizes=(4, 4, 4)):
+    planted = Planted(rng, Nx=3, Ny=2, Nz=2, cuts=[0.3, 0.6])
+    sizes = list(sizes)
+    return write_synthetic_file(path, planted, block_sums(planted.samples(rng, sum(sizes)), sizes),
+                                sizes, done=done, valid=valid)
+
+
+def test_discover_refuses_missing_empty_and_incomplete(rng, tmp_path):
+    with pytest.raises(ResultsError, match="does not exist"):
+        discover(tmp_path / "nope")
+    with pytest.raises(ResultsError, match="no result files"):
+        discover(tmp_path)
+    _tiny_file(rng, tmp_path / "cube_N3_W6.h5")
+    _tiny_file(rng, tmp_path / "cube_N3_W7.h5", done=[1, 0, 1], valid=False)
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ResultsError) as err:
+        discover(tmp_path)
+    msg = str(err.value)
+    assert "cube_N3_W7.h5" in msg and "2/3 blocks" in msg and "junk.h5" in msg
+    assert "cube_N3_W6.h5" not in msg
+    runs, notes = discover(tmp_path, allow_incomplete=True)
+    try:
+        assert sorted(r.path.name for r in runs) == ["cube_N3_W6.h5", "cube_N3_W7.h5"]
+        partial = [r for r in runs if r.path.name == "cube_N3_W7.h5"][0]
+        assert list(partial.done) == [0, 2] and partial.samples == 8 and not partial.complete
+        assert any("junk.h5" in n for n in notes) and any("cube_N3_W7.h5" in n for n in notes)
+    finally:
+        for r in runs:
+            r.close()
+
+
+def test_only_done_blocks_count(rng, tmp_path):
+    planted = Planted(rng, Nx=3, Ny=2, Nz=2, cuts=[0.5])
+    sizes = [5, 5, 5, 5]
+    sums = block_sums(planted.samples(rng, 20), sizes)
+    sums_garbage = {k: v.copy() for k, v in sums.items()}
+    for v in sums_garbage.values():
+        v[1] = 1e6  # a block in flight: garbage, not done
+    p = write_synthetic_file(tmp_path / "a.h5", planted, sums_garbage, sizes, done=[1, 0, 1, 1], valid=False)
+    with open_run(p) as data:
+        est = run_estimates(data)
+    keep = [0, 2, 3]
+    ref = jackknife({k: v[keep] for k, v in sums.items()}, [5, 5, 5],
+                    lambda M: cumulants(M, 4, planted.layout.orbit_size, planted.layout.cuts)["C2"])
+    assert np.allclose(est.value["C2"], ref.value) and np.allclose(est.error["C2"], ref.error)

@@ -1,0 +1,143 @@
+"""``python -m analysis`` on a small real run: figures, summary.json, the table, bad input.
+
+The run is made here (serially, in a subprocess) from a tiny job: cube, N = 4, 5, 6, W = 6,
+24 samples in blocks of 4.
+"""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ROOT, child_env
+
+sys.path.insert(0, str(ROOT))
+
+from analysis.io import open_run  # noqa: E402
+from analysis.estimators import run_estimates  # noqa: E402
+
+JOB = """
+name = "tiny"
+geometry = "cube"
+sizes = [4, 5, 6]
+W = [6.0]
+samples = 24
+block_size = 4
+seed = 11
+cuts = [0.23, 0.5]
+"""
+
+CUBE_FIGURES = ["fig2_u1_maps", "fig3a_g1", "fig3b_g2", "fig3c_g2_collapse", "fig3d_g3_surface",
+                "fig3e_g3_cut", "fig3f_g3_cut", "fig4_m_scaling", "conductance"]
+ABSENT = ["fig5_quasi1d", "fig6_quasi1d_g2", "fig7_quasi1d_g3", "fig8_W_g1", "fig9_W_g2",
+          "fig10_W_g3", "fig_dn_vs_W"]
+RUN_KEYS = ["geometry", "N", "Nx", "Ny", "Nz", "W", "samples", "dn1", "dn1_err", "intercept",
+            "intercept_err", "m2", "m2_err", "m3", "m3_err", "conductance", "conductance_err", "fano",
+            "fano_err", "dn2", "dn2_err", "dn3", "dn3_err", "dn1_chi2_dof", "dn2_chi2_dof",
+            "dn3_chi2_dof"]
+
+
+def run_py(args, timeout=300):
+    return subprocess.run([sys.executable] + [str(a) for a in args], env=child_env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    base = tmp_path_factory.mktemp("analysis_real")
+    job = base / "tiny.toml"
+    job.write_text(JOB)
+    out = base / "res"
+    proc = run_py(["-m", "anderson_mpi", "run", job, "--out", out])
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.glob("*.h5")) == ["cube_N4_W6.h5", "cube_N5_W6.h5", "cube_N6_W6.h5"]
+    return out
+
+
+def test_figures_summary_and_table_from_a_real_run(results, tmp_path):
+    work = tmp_path / "res"
+    shutil.copytree(results, work)
+    proc = run_py(["-m", "analysis", work])
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    figdir = work / "figures"
+    for name in CUBE_FIGURES:
+        for ext in ("png", "pdf"):
+            path = figdir / f"{name}.{ext}"
+            assert path.is_file() and path.stat().st_size > 1000, path
+    with open(figdir / "fig3a_g1.png", "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    for name in ABSENT:  # the results hold no quasi-1d runs and one W: skipped with a note
+        assert not (figdir / f"{name}.png").exists()
+        assert f"figure {name} skipped" in proc.stdout
+
+    summary = json.loads((work / "summary.json").read_text())
+    runs = summary["runs"]
+    assert [r["N"] for r in runs] == [4, 5, 6]
+    for r in runs:
+        assert set(RUN_KEYS) <= set(r), set(RUN_KEYS) - set(r)
+        assert r["geometry"] == "cube" and r["W"] == 6.0 and r["samples"] == 24
+        assert r["Nx"] == r["Ny"] == r["Nz"] == r["N"]
+        for key in ("dn1", "m2", "conductance", "fano", "dn2", "dn3"):
+            assert r[key] is not None and r[f"{key}_err"] > 0, key
+        # physics, not numbers copied from output: a current flows left to right ...
+        assert r["dn1"] > 0 and r["m2"] > 0 and r["conductance"] > 0 and 0 < r["fano"] < 1
+    ext = summary["fits"]["dn2_extrapolated"]
+    assert len(ext) == 1 and ext[0]["sizes"] == [4, 5, 6] and ext[0]["n_params"] == 3
+    assert {"dn2", "dn2_err", "beta", "beta_err", "gamma", "gamma_err", "chi2_dof"} <= set(ext[0])
+    expo = summary["fits"]["m_exponents"]
+    assert len(expo) == 1 and {"m2_exponent", "m2_exponent_err", "m3_exponent",
+                               "m3_exponent_err", "m3_sign"} <= set(expo[0])
+    # the table: a header and one line per run
+    lines = proc.stdout.splitlines()
+    header = [i for i, line in enumerate(lines) if line.startswith("geometry")]
+    assert header and all(lines[header[0] + k].startswith("cube") for k in (1, 2, 3))
+    assert "extrapolated" in proc.stdout and str(work / "summary.json") in proc.stdout
+
+
+def test_exact_identities_on_real_data(results):
+    """Per-sample identities that any correct estimator keeps: symmetries and a cross-check."""
+    from anderson_mpi.store import read_summary
+    for path in sorted(results.glob("*.h5")):
+        with open_run(path) as data:
+            est = run_estimates(data)
+        v = est.value
+        assert np.allclose(v["C2"], v["C2"].T, atol=1e-12)
+        assert np.allclose(v["C3"], v["C3"].transpose(0, 2, 1), atol=1e-12)
+        assert np.allclose(v["C3_imag"], -v["C3_imag"].transpose(0, 2, 1), atol=1e-12)
+        assert np.allclose(v["map1"], v["map1"].conj().T, atol=1e-12)  # E G_ba = (E G_ab)^+
+        info = read_summary(path)  # the simulation package's own reading of the file
+        assert np.isclose(v["conductance"], info["conductance_mean"], rtol=1e-12)  # linear: no bias
+        assert np.isclose(v["conductance_var"], info["conductance_var"], rtol=0.2)
+
+
+def test_missing_empty_and_incomplete_results(results, tmp_path):
+    proc = run_py(["-m", "analysis", tmp_path / "nowhere"])
+    assert proc.returncode == 2 and "nowhere" in proc.stderr and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_py(["-m", "analysis", empty])
+    assert proc.returncode == 2 and "no result files" in proc.stderr and "Traceback" not in proc.stderr
+
+    part = tmp_path / "partial"
+    shutil.copytree(results, part)
+    with h5py.File(part / "cube_N5_W6.h5", "r+") as f:  # an interrupted run: one block missing
+        f["blocks/done"][2] = 0
+        f["totals/valid"][()] = 0
+    proc = run_py(["-m", "analysis", part])
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cube_N5_W6.h5" in proc.stderr and "5/6 blocks" in proc.stderr
+    assert "cube_N4_W6.h5" not in proc.stderr
+    assert not (part / "summary.json").exists()
+
+    proc = run_py(["-m", "analysis", part, "--allow-incomplete", "--no-figures"])
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((part / "summary.json").read_text())
+    by_n = {r["N"]: r for r in summary["runs"]}
+    assert by_n[5]["samples"] == 20 and not by_n[5]["complete"] and by_n[4]["samples"] == 24
+    assert any("cube_N5_W6.h5" in n for n in summary["notes"])
