@@ -30,7 +30,7 @@ export OMP_NUM_THREADS ?= 1
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install system venv run test test-serial figures bench clean distclean
+.PHONY: install system venv run test test-serial test-slurm figures bench clean distclean
 
 install: system venv
 	@$(VPY) -c "import anderson_mpi, h5py, petsc4py, mpi4py, scipy; \
@@ -81,6 +81,12 @@ test:
 
 test-serial:
 	$(VPY) -m pytest -q -p no:cacheprovider tests
+
+# The Slurm job suite on a real single-node Slurm on localhost (root: installs munge + slurm-wlm,
+# starts the daemons and stops them by PID, also on failure). ~4-5 min on 2 idle cores.
+test-slurm:
+	@[ -x $(VPY) ] && $(VPY) -c "import anderson_mpi.cli, h5py" 2>/dev/null || $(MAKE) install
+	PYTHON=$(abspath $(VPY)) bash tests/slurm/run_slurm_test.sh
 
 bench:
 	$(VPY) -m anderson_mpi.bench

@@ -132,7 +132,8 @@ def cmd_plan(args):
             value = getattr(run, args.field)
             if value not in values:
                 values.append(value)
-        print("\n".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values))
+        # exact values (repr): they are passed back as --W by the Slurm array
+        print("\n".join(repr(v) if isinstance(v, float) else str(v) for v in values))
     elif args.json:
         for run in runs:
             print(run.to_json())

@@ -143,6 +143,7 @@ def execute_run(run, comm, job_text, resume, log):
             if leader:
                 finished.append((mine, sums, n, worst))
         store.write_round(finished)
+        log.info("run %s: wrote blocks %s", run.label, [b for b in blocks if b is not None])
         ours = [b for b in blocks if b is not None]
         n_round = sum(len(block_samples(run, b)) for b in ours)
         computed += n_round

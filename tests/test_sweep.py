@@ -257,7 +257,7 @@ def test_plan_validation_errors_are_plan_errors():
 def test_info_and_plan_commands(tmp_path):
     job = write_job(tmp_path / "small.toml", W="[2.0, 6.0]", samples=6)
     plan = run_cli(["plan", job, "--field", "W"])
-    assert plan.returncode == 0 and plan.stdout.split() == ["2", "6"]
+    assert plan.returncode == 0 and plan.stdout.split() == ["2.0", "6.0"]
     assert run_cli(["run", job, "--out", tmp_path], np_=2).returncode == 0
     info = run_cli(["info", tmp_path / "cube_N4_W2.h5", "--json"])
     import json
