@@ -47,26 +47,8 @@ class DoneBlocks:
         return np.asarray(self.dataset[int(self.indices[j])])
 
 
-@dataclass
-class RunData:
-    """One result file: its configuration, layout and done blocks.
-
-    Use as a context manager (or call `close`): the block views read from the open file.
-    """
-
-    path: Path
-    run: dict
-    x: np.ndarray
-    orbit_size: np.ndarray
-    cut_slices: np.ndarray
-    cut_fractions: np.ndarray
-    n_blocks: int
-    done: np.ndarray  # indices of the done blocks with at least one sample
-    n_per_block: np.ndarray  # samples in each done block
-    samples_planned: int
-    totals_valid: bool
-    blocks: dict = field(default_factory=dict)  # field -> DoneBlocks
-    _file: object = None
+class RunFields:
+    """Shorthands for the run parameters of anything with a ``run`` dict (the file's JSON)."""
 
     @property
     def geometry(self):
@@ -87,6 +69,29 @@ class RunData:
     @property
     def W(self):
         return float(self.run["W"])
+
+
+@dataclass
+class RunData(RunFields):
+    """One result file: its configuration, layout and done blocks.
+
+    Use as a context manager (or call `close`): the block views read from the open file.
+    """
+
+    path: Path
+    run: dict
+    x: np.ndarray
+    orbit_size: np.ndarray
+    cut_slices: np.ndarray
+    cut_fractions: np.ndarray
+    n_blocks: int
+    done: np.ndarray  # indices of the done blocks with at least one sample
+    n_per_block: np.ndarray  # samples in each done block
+    samples_planned: int
+    totals_valid: bool
+    blocks: dict = field(default_factory=dict)  # field -> DoneBlocks
+    _file: object = None
+
 
     @property
     def n_perp(self):

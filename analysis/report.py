@@ -16,7 +16,7 @@ import numpy as np
 
 from . import fits
 from .estimators import run_estimates
-from .io import discover
+from .io import RunFields, discover
 
 __all__ = ["RunResult", "Group", "Analysis", "analyze", "format_table", "write_summary"]
 
@@ -26,7 +26,7 @@ QSSEP_EXPONENTS = {"cube": {"m2": 1.0, "m3": 1.0}, "quasi1d": {"m2": 3.0, "m3": 
 
 
 @dataclass
-class RunResult:
+class RunResult(RunFields):
     """One run's estimates (`Replicated` dict) and fits, plus its configuration."""
 
     path: Path
@@ -46,25 +46,6 @@ class RunResult:
     fit2: object
     fit3: object
 
-    @property
-    def geometry(self):
-        return self.run["geometry"]
-
-    @property
-    def Nx(self):
-        return int(self.run["Nx"])
-
-    @property
-    def Ny(self):
-        return int(self.run["Ny"])
-
-    @property
-    def Nz(self):
-        return int(self.run["Nz"])
-
-    @property
-    def W(self):
-        return float(self.run["W"])
 
     @property
     def size_label(self):
