@@ -89,7 +89,9 @@ test-slurm:
 	PYTHON=$(abspath $(VPY)) bash tests/slurm/run_slurm_test.sh
 
 bench:
-	$(VPY) -m anderson_mpi.bench
+	$(VPY) -m anderson_mpi.bench --skip-petsc
+	$(MPIEXEC) -n 1 $(VPY) -m anderson_mpi.bench_petsc
+	$(MPIEXEC) -n 2 $(VPY) -m anderson_mpi.bench_petsc
 
 clean:
 	rm -rf build *.egg-info .pytest_cache results

@@ -6,11 +6,14 @@ scattering_states(V, energy, lead, hopping)   renormalized transfer-matrix scatt
 g_neq(V, hopping, e_plus, e_minus)            full Gneq of a small sample
 mode_matrices(V, hopping, e_plus, e_minus)    stacked Phi_a = [psi_R(E+), psi_L(E-)] per slice
 lead_modes(Ny, Nz, energy, hopping)           transverse modes, kx, velocities (validates)
+petsc_scattering_states / petsc_mode_matrices the same from a distributed MUMPS solve (petsc4py)
 """
 from ._version import __version__
 from .model import DEFAULT_HOPPING, LeadModes, lead_modes, transverse_hopping
 from .transfer import ScatteringStates, scattering_states
 from .gneq import ModeMatrices, mode_matrices, g_neq
+from .petsc_solver import petsc_mode_matrices, petsc_scattering_states  # petsc4py imported lazily
 
 __all__ = ["__version__", "DEFAULT_HOPPING", "LeadModes", "lead_modes", "transverse_hopping",
-           "ScatteringStates", "scattering_states", "ModeMatrices", "mode_matrices", "g_neq"]
+           "ScatteringStates", "scattering_states", "ModeMatrices", "mode_matrices", "g_neq",
+           "petsc_scattering_states", "petsc_mode_matrices"]

@@ -25,6 +25,13 @@ def _launcher_rank():
     return 0
 
 
+def _launcher_size():
+    for var in ("OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_NTASKS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 1
+
+
 def _fail(message):
     if _launcher_rank() == 0:
         sys.stderr.write(f"anderson-mpi: error: {message}\n")
@@ -94,6 +101,11 @@ def cmd_run(args):
     try:
         runs, text = _plan(args)
         _check_outputs(runs, args.resume, args.overwrite)
+        ranks = _launcher_size()
+        for run in runs:
+            if run.solver == "petsc" and ranks % run.petsc_group_size:
+                raise PlanError(f"petsc_group_size: {run.petsc_group_size} does not divide the "
+                                f"number of ranks ({ranks})")
     except PlanError as err:
         _fail(str(err))
 

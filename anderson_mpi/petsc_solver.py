@@ -30,18 +30,23 @@ and ``(A Psi)_x = 0`` on every other slice (the left lead only carries outgoing 
     psi_R = i G^r[:, slice Nx-1] U diag(sqrt(v)),   psi_L = i G^r[:, slice 0] U diag(sqrt(v)),
 
 the second by the same argument at the left lead. So each lead needs ``N_perp`` right-hand
-sides ``B = i U diag(sqrt v)`` placed on its surface slice: one dense multi-RHS solve
-(``MatMatSolve``) against the factorization. Transmission and reflection are read off the
-surface slices: for "R", ``t = diag(sqrt v) U^+ Psi_0`` and
-``r = diag(sqrt v) U^+ Psi_{Nx-1} - 1`` (the incoming wave removed); "L" mirrored.
+sides ``B = i U diag(sqrt v)`` placed on its surface slice: one multi-RHS solve
+(``MatMatSolve``, ``B`` passed to MUMPS as a sparse right-hand side) against the
+factorization; both leads share it when their energies are equal. Transmission and reflection
+are read off the surface slices: for "R", ``t = diag(sqrt v) U^+ Psi_0`` and
+``r = diag(sqrt v) U^+ Psi_{Nx-1} - 1`` (the incoming wave removed); "L" mirrored. The
+relation is checked against the transfer matrix to ~1e-13 in ``tests/test_petsc.py``.
 
 Parallel conventions
 --------------------
 Every function takes the communicator explicitly (``comm=None`` means ``MPI.COMM_WORLD``, at
 the edge only), is collective over it, and needs the same inputs on every rank of ``comm``
-(checked). The solution is gathered on every rank at the end (``Allgatherv``), so the
-observables code is shared with the transfer matrix. petsc4py is imported lazily: this module
-imports without it.
+(checked). The solution is gathered on every rank at the end (in-place ``Allgatherv``), so
+the observables code is shared with the transfer matrix; that copy of all ``psi``
+(``Nx N_perp^2`` complex numbers per lead) on every rank is what bounds the per-rank memory of
+the public functions. `local_surface_solve` is the distributed core without the gather.
+petsc4py is imported lazily (this module imports without it) and PETSc is initialised on
+``COMM_SELF`` (see `_petsc`).
 """
 from __future__ import annotations
 
@@ -63,19 +68,25 @@ __all__ = ["petsc_scattering_states", "petsc_mode_matrices", "local_surface_solv
 def _petsc():
     """Import petsc4py's PETSc module, initialising PETSc on first use.
 
-    ``petsc4py.init()`` is called without a communicator, i.e. ``PETSC_COMM_WORLD`` stays
-    ``MPI_COMM_WORLD``: PETSc can be initialised only once per process, so binding it to the
-    communicator of the first caller would be wrong for later calls with other (sub-)
-    communicators. Every PETSc object here is created on the caller's ``comm`` instead, which
-    is what distributes the work. ``args=None`` keeps PETSc from parsing ``sys.argv`` (pytest's
-    or the CLI's options are not PETSc options). A second call is a no-op.
+    PETSc is initialised with ``PETSC_COMM_WORLD = MPI_COMM_SELF``, deliberately. PETSc can be
+    initialised only once per process, while the solves here run on whatever communicator the
+    caller passes (all of ``COMM_WORLD``, the groups of a ``Comm.Split``, ``COMM_SELF``), and
+    every PETSc object is created on that explicit communicator, which is what distributes the
+    work. What ``PETSC_COMM_WORLD`` still governs is PETSc's own process-wide collectives, and
+    those must not span ranks: petsc4py 3.18 runs ``garbage_cleanup(PETSC_COMM_WORLD)`` at
+    interpreter exit, an ``MPI_Comm_dup`` that hangs the job when PETSc was used on some ranks
+    only (a serial test on one rank, a group that finished early). On ``COMM_SELF`` it is local.
+    ``args=None`` keeps PETSc from parsing ``sys.argv`` (pytest's or the CLI's options are not
+    PETSc options). A second call is a no-op, as is this one if petsc4py was already
+    initialised elsewhere (then that choice of communicator stands).
     """
     try:
         import petsc4py
     except ImportError as err:  # pragma: no cover - depends on the installation
         raise ImportError("the 'petsc' solver needs petsc4py built against a complex PETSc "
                           "with MUMPS (see ENVIRONMENT.md / `make install`)") from err
-    petsc4py.init()
+    from mpi4py import MPI
+    petsc4py.init(comm=MPI.COMM_SELF)
     from petsc4py import PETSc
     if np.dtype(PETSc.ScalarType).kind != "c":
         raise ImportError(f"petsc4py is built with real scalars ({PETSc.ScalarType.__name__}); "
@@ -142,11 +153,21 @@ def _local_rows(V, energy, hopping, sigma, first, last):
     t_perp = (sp.kron(sp.csr_matrix(_ring_hopping(Ny, ty)), sp.identity(Nz))
               + sp.kron(sp.identity(Ny), sp.csr_matrix(_ring_hopping(Nz, tz))))
     on_slice = energy * sp.identity(n_perp) + t_perp            # E - H_slice without V
-    local = sp.kron(sp.eye(n_slices, Nx, k=first), on_slice, format="csr")
-    # x bonds: -H has +tx between neighbouring slices (sp.eye drops columns outside 0..Nx-1:
-    # the leads are in Sigma, not in the matrix).
-    neighbours = sp.eye(n_slices, Nx, k=first + 1) + sp.eye(n_slices, Nx, k=first - 1)
-    local = local + sp.kron(neighbours, tx * sp.identity(n_perp), format="csr")
+
+    def slice_pattern(shift):
+        # (owned slices) x (all slices) pattern with a 1 at (s - first, s + shift), dropping
+        # columns outside 0..Nx-1 (built by hand: sp.eye rejects offsets past the matrix,
+        # which happens for ranks that own no slice or for Nx = 1).
+        owned = np.arange(first, last)
+        keep = (owned + shift >= 0) & (owned + shift < Nx)
+        return sp.csr_matrix((np.ones(keep.sum()), (owned[keep] - first, owned[keep] + shift)),
+                             shape=(n_slices, Nx))
+
+    local = sp.kron(slice_pattern(0), on_slice, format="csr")
+    # x bonds: -H has +tx between neighbouring slices; beyond 0..Nx-1 are the leads, which
+    # enter through Sigma, not as matrix entries.
+    local = local + sp.kron(slice_pattern(1) + slice_pattern(-1), tx * sp.identity(n_perp),
+                            format="csr")
     rows = np.arange(n_local)
     local = local - sp.csr_matrix((V[first:last].ravel(), (rows, first * n_perp + rows)),
                                   shape=local.shape)
@@ -161,6 +182,23 @@ def _local_rows(V, energy, hopping, sigma, first, last):
     local.sum_duplicates()
     local.sort_indices()
     return local
+
+
+_OPTIONS_PREFIX = "anderson_mpi_"
+
+
+def _mumps_options(Nx, n_perp):
+    """MUMPS controls for a sample of ``Nx`` slices of ``n_perp`` sites.
+
+    ICNTL(7) is the fill-reducing ordering. Debian's MUMPS has no METIS/SCOTCH, only AMD,
+    AMF, QAMD and PORD. PORD (4) has the least fill on cubes: N = 16: 1.14e6 factor entries
+    (AMD 1.20e6; AMF 2.17e6, which MUMPS's automatic choice takes up to N ~ 16); N = 24: 6.8e6
+    (AMD 8.6e6). But PORD calls exit() ("no valid number of stages in multisector") when the
+    graph is a clique, i.e. one slice (made dense by the self-energies) or two sites; that
+    would kill the whole MPI job, so those tiny cases use AMD (0).
+    """
+    clique = Nx == 1 or Nx * n_perp <= 2
+    return {"mat_mumps_icntl_7": "0" if clique else "4"}
 
 
 class _Factorization:
@@ -185,7 +223,7 @@ class _Factorization:
         sigma = (modes.U * (-hopping[0] * modes.phase)) @ modes.U.conj().T
         rows = _local_rows(V, energy, hopping, sigma, self.first, self.last)
         int_type = PETSc.IntType
-        self.A = self.ksp = None
+        self.A = self.ksp = self.pc = self.F = None
         try:
             # Passing the CSR arrays at creation preallocates exactly (MatMPIAIJSetPreallocationCSR)
             # and inserts the values in one call: no mallocs during assembly.
@@ -196,20 +234,39 @@ class _Factorization:
             self.A.assemble()
             del rows
             self.ksp = PETSc.KSP().create(comm=comm)
+            self.ksp.setOptionsPrefix(_OPTIONS_PREFIX)
             self.ksp.setOperators(self.A)
             self.ksp.setType("preonly")
-            pc = self.ksp.getPC()
-            pc.setType("lu")
-            pc.setFactorSolverType("mumps")
-            self.ksp.setUp()                        # analysis + numeric factorization
-            self.F = pc.getFactorMatrix()
+            self.pc = self.ksp.getPC()
+            self.pc.setType("lu")
+            self.pc.setFactorSolverType("mumps")
+            self._factor_with_mumps_options(PETSc, _mumps_options(Nx, n_perp))
+            self.F = self.pc.getFactorMatrix()
             info = self.F.getMumpsInfog(1)          # global: the same on every rank
             if info < 0:
-                raise np.linalg.LinAlgError(
-                    f"MUMPS factorization failed: INFOG(1)={info}, INFOG(2)={self.F.getMumpsInfog(2)}")
+                raise np.linalg.LinAlgError(f"MUMPS factorization failed: INFOG(1)={info}, "
+                                            f"INFOG(2)={self.F.getMumpsInfog(2)}")
         except BaseException:
             self.destroy()
             raise
+
+    def _factor_with_mumps_options(self, PETSc, controls):
+        """Analysis + numeric factorization with this module's MUMPS controls.
+
+        The controls go through the options database under this module's own prefix, set
+        just for the call: in PETSc 3.18 a ``setMumpsIcntl`` before the factorization is
+        overwritten when PETSc initialises the MUMPS instance (checked: INFOG(7) ignored it).
+        Options the user set under the same prefix win.
+        """
+        options = PETSc.Options()
+        added = [key for key in controls if not options.hasName(_OPTIONS_PREFIX + key)]
+        for key in added:
+            options.setValue(_OPTIONS_PREFIX + key, controls[key])
+        try:
+            self.ksp.setUp()
+        finally:
+            for key in added:
+                options.delValue(_OPTIONS_PREFIX + key)
 
     def mumps_memory_mb(self):
         """``(this rank, max over ranks, sum over ranks)`` of MUMPS's factorization memory, MB.
@@ -218,62 +275,85 @@ class _Factorization:
         """
         return self.F.getMumpsInfo(22), self.F.getMumpsInfog(21), self.F.getMumpsInfog(22)
 
-    def solve_surface(self, blocks):
+    def solve_surface(self, blocks, out):
         """Solve ``A X = B`` for right-hand sides living on surface slices.
+
+        ``B`` is sparse (``N_perp`` nonzero rows per block), so it is handed to MUMPS as a
+        sparse right-hand side: no dense ``n x m`` array for ``B`` on any rank, and MUMPS skips
+        the zero rows in the forward substitution (N = 20: 1.3 s instead of 2.0 s per lead,
+        same result to the last bit). petsc4py 3.18 has no ``KSP.matSolve``; this is
+        ``MatMatSolve`` on the MUMPS factor, which takes a sparse ``B`` as the transpose
+        (``MATTRANSPOSEVIRTUAL``) of an AIJ matrix ``Bt`` in compressed rows (= MUMPS's
+        compressed columns of ``B``). PETSc 3.18 gives MUMPS only the diagonal block of ``Bt`` on
+        the host (rank 0), so rank 0 owns all rows and all columns of ``Bt`` (checked: with
+        the columns distributed like ``A``'s, the other ranks' entries are silently dropped).
 
         Parameters
         ----------
         blocks : list of (int, ndarray (N_perp, m_i))
             ``(slice, block)``: the columns of ``B`` restricted to that slice (zero elsewhere);
             the columns of all blocks are concatenated.
-
-        Returns
-        -------
-        ndarray (last - first, N_perp, sum m_i), complex
-            This rank's slices of ``X``.
+        out : ndarray (last - first, N_perp, sum m_i), complex
+            Receives this rank's slices of ``X`` (may be a strided view).
         """
         PETSc = self.PETSc
         n_rhs = sum(block.shape[1] for _, block in blocks)
-        size = ((self.n_local, self.n_global), (None, n_rhs))
-        B = X = None
-        try:
-            # petsc4py 3.18 has no KSP.matSolve: MatMatSolve on the factor does the dense
-            # multi-RHS solve (MUMPS with a distributed dense right-hand side).
-            B = PETSc.Mat().createDense(size=size, comm=self.comm)
-            B.setUp()
-            b = B.getDenseArray()                   # (n_local, n_rhs) view, column-major
-            b[...] = 0
+        host = self.comm.rank == 0
+        if host:
+            rows, cols, vals = [], [], []
             column = 0
             for surface, block in blocks:
                 width = block.shape[1]
-                if self.first <= surface < self.last:
-                    start = (surface - self.first) * self.n_perp
-                    b[start:start + self.n_perp, column:column + width] = block
+                sites = surface * self.n_perp + np.arange(self.n_perp)
+                rows.append(np.repeat(column + np.arange(width), self.n_perp))
+                cols.append(np.tile(sites, width))
+                vals.append(block.T.ravel())
                 column += width
-            B.assemble()
-            X = PETSc.Mat().createDense(size=size, comm=self.comm)
+            bt = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                               shape=(n_rhs, self.n_global), dtype=complex)
+            bt.sort_indices()
+        else:
+            bt = sp.csr_matrix((0, self.n_global), dtype=complex)
+        int_type = PETSc.IntType
+        Bt = B = X = None
+        try:
+            Bt = PETSc.Mat().createAIJ(
+                size=((n_rhs if host else 0, n_rhs), (self.n_global if host else 0, self.n_global)),
+                csr=(bt.indptr.astype(int_type), bt.indices.astype(int_type), bt.data),
+                comm=self.comm)
+            Bt.assemble()
+            B = PETSc.Mat().createTranspose(Bt)
+            X = PETSc.Mat().createDense(size=((self.n_local, self.n_global), (None, n_rhs)),
+                                        comm=self.comm)
             X.setUp()
             X.assemble()
             self.F.matSolve(B, X)
             info = self.F.getMumpsInfog(1)
             if info < 0:
                 raise np.linalg.LinAlgError(f"MUMPS solve failed: INFOG(1)={info}")
-            # Copy out of PETSc's column-major storage into slice-major C order.
-            return np.ascontiguousarray(X.getDenseArray()).reshape(
-                self.last - self.first, self.n_perp, n_rhs)
+            # PETSc's (n_local, m) column-major array viewed slice-major: one copy, into out.
+            out[...] = X.getDenseArray().reshape(out.shape)
         finally:
-            for mat in (X, B):
+            for mat in (X, B, Bt):
                 if mat is not None:
                     mat.destroy()
 
     def destroy(self):
-        """Free the factorization (collective over ``comm``)."""
-        for name in ("ksp", "A"):
+        """Free the factorization (collective over ``comm``).
+
+        Every wrapper is destroyed explicitly, borrowed ones (``F``, ``pc``) first: that only
+        drops our reference while the KSP still holds them, then ``ksp.destroy()`` frees PC,
+        factor and MUMPS instance together on all ranks. Left to the garbage collector, petsc4py
+        3.18 would put a parallel object whose last reference goes into PETSc's delayed-destroy
+        "garbage" on the communicator, keeping the MUMPS factors alive (a leak per sample), and
+        its exit-time ``garbage_cleanup`` on ``PETSC_COMM_WORLD`` is collective: a rank that
+        disagrees about what is left there hangs the whole job in ``MPI_Comm_dup`` at exit.
+        """
+        for name in ("F", "pc", "ksp", "A"):
             obj = getattr(self, name, None)
             if obj is not None:
                 obj.destroy()
                 setattr(self, name, None)
-        self.F = None
 
 
 def _surface_rhs(modes):
@@ -281,26 +361,28 @@ def _surface_rhs(modes):
     return 1j * modes.U * np.sqrt(modes.velocity)
 
 
-def _allgather_slices(comm, local, bounds):
-    """Gather the slice blocks ``local`` (owned slices, ...) of every rank on every rank.
+def _allgather_slices_inplace(comm, full, bounds):
+    """Complete ``full`` (all slices) on every rank from the slices each rank owns.
 
-    A contiguous datatype of one slice keeps the counts small (slices, not elements), so large
-    samples do not overflow MPI's int counts.
+    Each rank has already written its own slices ``full[bounds[r]:bounds[r + 1]]`` (the solve
+    writes straight into the final array); the gather is in place, so no rank holds a second
+    copy of its part. A contiguous datatype of one slice keeps the counts small (slices, not
+    elements): large samples do not overflow MPI's int counts.
     """
+    if comm.size == 1:
+        return full
     from mpi4py import MPI
-    per_slice = int(np.prod(local.shape[1:]))
-    out = np.empty((int(bounds[-1]),) + local.shape[1:], dtype=complex)
+    per_slice = int(np.prod(full.shape[1:]))
     if per_slice == 0:
-        return out
+        return full
     slice_type = MPI.C_DOUBLE_COMPLEX.Create_contiguous(per_slice).Commit()
     try:
         counts = np.diff(bounds).astype(int).tolist()
         displs = bounds[:-1].astype(int).tolist()
-        comm.Allgatherv([np.ascontiguousarray(local), len(local), slice_type],
-                        [out, (counts, displs), slice_type])
+        comm.Allgatherv(MPI.IN_PLACE, [full, (counts, displs), slice_type])
     finally:
         slice_type.Free()
-    return out
+    return full
 
 
 @dataclass
@@ -326,7 +408,7 @@ class LocalSolution:
     mumps_mb: list
 
 
-def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None):
+def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None, out=None):
     """Distributed scattering states, kept distributed: each rank returns its own slices.
 
     This is the memory-scalable core of the solver (the public functions gather its result on
@@ -342,17 +424,26 @@ def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None):
     hopping : (tx, ty, tz)
     comm : mpi4py communicator, optional
         Collective over ``comm``; ``None`` means ``MPI.COMM_WORLD``.
+    out : ndarray (last - first, N_perp, N_perp * len(requests)), complex, optional
+        Where to write this rank's slices (e.g. its rows of the full array to be gathered);
+        C-contiguous. Allocated if not given.
 
     Returns
     -------
     LocalSolution
+        ``psi`` is ``out`` when given.
     """
     comm = _world(comm)
     Nx, Ny, Nz = V.shape
     n_perp = Ny * Nz
     bounds = slice_partition(Nx, comm.size)
     first, last = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
-    psi = np.empty((last - first, n_perp, n_perp * len(requests)), dtype=complex)
+    shape = (last - first, n_perp, n_perp * len(requests))
+    if out is None:
+        out = np.empty(shape, dtype=complex)
+    elif out.shape != shape or out.dtype != complex or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous complex array of shape {shape}")
+    psi = out
     mumps_mb = []
     i = 0
     while i < len(requests):
@@ -364,13 +455,24 @@ def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None):
         try:
             rhs = _surface_rhs(factor.modes)
             blocks = [(Nx - 1 if lead == "R" else 0, rhs) for lead in group]
-            psi[:, :, i * n_perp:(i + len(group)) * n_perp] = factor.solve_surface(blocks)
+            factor.solve_surface(blocks, out=psi[:, :, i * n_perp:(i + len(group)) * n_perp])
             mumps_mb.append(factor.mumps_memory_mb())
         finally:
             # One factorization alive at a time: the E+ and E- factors never coexist.
             factor.destroy()
         i += len(group)
     return LocalSolution(psi=psi, first=first, last=last, bounds=bounds, mumps_mb=mumps_mb)
+
+
+def _solve_and_gather(V, requests, hopping, comm):
+    """`local_surface_solve` written into the full array, then gathered in place on all ranks."""
+    Nx, Ny, Nz = V.shape
+    n_perp = Ny * Nz
+    bounds = slice_partition(Nx, comm.size)
+    full = np.empty((Nx, n_perp, n_perp * len(requests)), dtype=complex)
+    local_surface_solve(V, requests, hopping, comm,
+                        out=full[bounds[comm.rank]:bounds[comm.rank + 1]])
+    return _allgather_slices_inplace(comm, full, bounds)
 
 
 def _amplitudes(psi, lead, modes):
@@ -428,9 +530,7 @@ def petsc_scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING, comm=None)
     modes = lead_modes(V.shape[1], V.shape[2], energy, hopping)
     comm = _world(comm)
     _check_same_everywhere(comm, V, V.shape, energy, lead, hopping)
-    local = local_surface_solve(V, [(lead, energy)], hopping, comm)
-    psi = _allgather_slices(comm, local.psi, local.bounds)
-    del local
+    psi = _solve_and_gather(V, [(lead, energy)], hopping, comm)
     transmission, reflection = _amplitudes(psi, lead, modes)
     return ScatteringStates(psi=psi, transmission=transmission, reflection=reflection,
                             lead=lead, energy=energy)
@@ -471,9 +571,7 @@ def petsc_mode_matrices(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MIN
     e_plus, e_minus = float(e_plus), float(e_minus)
     comm = _world(comm)
     _check_same_everywhere(comm, V, V.shape, e_plus, e_minus, hopping)
-    local = local_surface_solve(V, [("R", e_plus), ("L", e_minus)], hopping, comm)
-    phi = _allgather_slices(comm, local.psi, local.bounds)
-    del local
+    phi = _solve_and_gather(V, [("R", e_plus), ("L", e_minus)], hopping, comm)
     n_perp = Ny * Nz
     t_r, r_r = _amplitudes(phi[:, :, :n_perp], "R", lead_modes(Ny, Nz, e_plus, hopping))
     t_l, r_l = _amplitudes(phi[:, :, n_perp:], "L", lead_modes(Ny, Nz, e_minus, hopping))

@@ -22,6 +22,21 @@ def _world(config):
     return MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size
 
 
+def pytest_configure(config):
+    # Under --with-mpi the serial tests run on some ranks only. Start PETSc with
+    # PETSC_COMM_WORLD = COMM_SELF on every rank before any test can start it on COMM_WORLD:
+    # petsc4py's exit-time garbage cleanup on PETSC_COMM_WORLD does an MPI_Comm_dup, which
+    # hangs the job at exit when only some ranks used PETSc.
+    if not config.getoption("--with-mpi", default=False):
+        return
+    try:
+        import petsc4py
+    except ImportError:
+        return
+    from mpi4py import MPI
+    petsc4py.init(args=[], comm=MPI.COMM_SELF)
+
+
 def pytest_collection_modifyitems(config, items):
     rank, size = _world(config)
     if size == 1:

@@ -97,6 +97,26 @@ def test_totals_independent_of_rank_count(tmp_path):
     assert np.allclose(totals[2]["tr_gg"], direct, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("np_, group", [(2, 2), (4, 2), (2, 1)])
+def test_petsc_solver_gives_the_same_totals(tmp_path, np_, group):
+    """A whole run with the distributed MUMPS solver (groups of ranks per sample) against the
+    transfer matrix: two independent methods, the same sums."""
+    reference = tmp_path / "transfer"
+    assert run_cli(["run", write_job(tmp_path / "t.toml"), "--out", reference], np_=1).returncode == 0
+    job = write_job(tmp_path / "p.toml", solver='"petsc"', petsc_group_size=group)
+    proc = run_cli(["run", job, "--out", tmp_path / "petsc"], np_=np_)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{np_ // group} group(s)" in proc.stdout
+    petsc, transfer = read_totals(tmp_path / "petsc" / "cube_N4_W6.h5"), read_totals(reference / "cube_N4_W6.h5")
+    assert_totals_equal(petsc, transfer, rtol=1e-9)
+
+
+def test_petsc_group_must_divide_the_ranks(tmp_path):
+    job = write_job(tmp_path / "p.toml", solver='"petsc"', petsc_group_size=3)
+    proc = run_cli(["run", job, "--out", tmp_path / "out"], np_=2)
+    assert proc.returncode == 2 and "petsc_group_size" in proc.stderr and not (tmp_path / "out").exists()
+
+
 # --- (b) kill and resume ----------------------------------------------------------------------
 
 def test_sigkill_then_resume_gives_the_same_totals(tmp_path):
