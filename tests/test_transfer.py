@@ -195,3 +195,16 @@ def test_transverse_size_two_has_one_bond():
     assert np.count_nonzero(np.triu(t_perp)) == 3 * 1 + 2 * 3  # 3 y-bonds, 6 z-bonds
     modes = am.lead_modes(2, 3, 0.2, (1, 0.7, 0.5))
     assert np.allclose(modes.U.conj().T @ t_perp @ modes.U, np.diag(modes.eps), atol=1e-13)
+
+
+def test_fano_factor_of_a_diffusive_wire_is_one_third():
+    """Shot noise of a diffusive conductor: F = 1/3 (Beenakker-Buettiker), with corrections of
+    relative order 1/g^2 at g ~ 8 (8 x 8 wire, Nx = 120, W = 1.5: l_e of a few sites << Nx)."""
+    rng = np.random.default_rng(120)
+    g, noise = 0.0, 0.0
+    for _ in range(8):
+        states = am.scattering_states(rng.uniform(-0.75, 0.75, (120, 8, 8)), 0.2, "R")
+        g += states.conductance
+        noise += states.fano * states.conductance
+    assert 4 < g / 8 < 20  # diffusive: many channels (64) but far from ballistic, far from localized
+    assert noise / g == pytest.approx(1 / 3, abs=0.02)
