@@ -198,13 +198,14 @@ def test_transverse_size_two_has_one_bond():
 
 
 def test_fano_factor_of_a_diffusive_wire_is_one_third():
-    """Shot noise of a diffusive conductor: F = 1/3 (Beenakker-Buettiker), with corrections of
-    relative order 1/g^2 at g ~ 8 (8 x 8 wire, Nx = 120, W = 1.5: l_e of a few sites << Nx)."""
+    """Shot noise of a diffusive conductor: F = 1/3 (Beenakker-Buettiker) up to finite-g
+    corrections (8 x 8 wire, Nx = 120, W = 1.5: l_e of a few sites << Nx, g ~ 8). Measured over
+    200 samples: F = 0.344, with a spread of 0.0085 between 8-sample means; 64 samples here."""
     rng = np.random.default_rng(120)
     g, noise = 0.0, 0.0
-    for _ in range(8):
+    for _ in range(64):
         states = am.scattering_states(rng.uniform(-0.75, 0.75, (120, 8, 8)), 0.2, "R")
         g += states.conductance
         noise += states.fano * states.conductance
-    assert 4 < g / 8 < 20  # diffusive: many channels (64) but far from ballistic, far from localized
+    assert 4 < g / 64 < 20  # diffusive: many channels (64) but far from ballistic, far from localized
     assert noise / g == pytest.approx(1 / 3, abs=0.02)
