@@ -191,13 +191,6 @@ def _hermitian_from_lower(lower):
     return lower + np.tril(lower, -1).conj().T
 
 
-def _triangle_weights(signature):
-    """Weights that turn a sum over the lower triangle into ``sum_mn s_m s_n Re(K_mn conj(K'_mn))``."""
-    weights = 2.0 * np.outer(signature, signature)
-    np.fill_diagonal(weights, 0.5 * weights.diagonal())
-    return np.tril(weights)
-
-
 def sample_observables(modes, layout):
     """All per-sample observables of one disorder sample.
 
@@ -220,30 +213,19 @@ def sample_observables(modes, layout):
     phi_k = _transverse_fft(phi, layout)
     obs["mean_k"] = _kdiag_orbit_sums(phi_k, phi_k, layout, s)
 
-    # Tr(G_ab G_ba) = Tr(S K_b S K_a) = sum_mn s_m s_n Re(K_a[m,n] conj K_b[m,n]): a real Gram
-    # of the lower triangles (K Hermitian), as a real product on the float view.
+    # Tr(G_ab G_ba) = Tr(S K_b S K_a) = sum_mn s_m s_n Re(K_a[m,n] conj K_b[m,n]), K Hermitian:
+    # over the stored lower triangles the weight is 1 on the diagonal, 2 below it in the RR and
+    # LL blocks, -2 in the LR block. As real Grams without a weighted copy of the triangles:
+    # 2 (all entries) - (diagonal) - 4 (LR block, a quarter-size copy).
     as_real = lower.reshape(nx, -1).view(np.float64)
-    weights = np.repeat(_triangle_weights(s).ravel(), 2)
-    obs["tr_gg"] = (as_real * weights) @ as_real.T
+    diagonal = np.einsum("amm->am", lower).real
+    cross = np.ascontiguousarray(lower[:, n_perp:, :n_perp]).reshape(nx, -1).view(np.float64)
+    obs["tr_gg"] = 2 * (as_real @ as_real.T) - diagonal @ diagonal.T - 4 * (cross @ cross.T)
     k_total = _hermitian_from_lower(lower.sum(axis=0))
-    del lower, as_real
+    del lower, as_real, cross
 
     sk = s[:, None] * k_total
     obs["tr_g3"] = float(np.sum((sk @ sk) * sk.T).real)
-    # (G^2)_ac = Phi_a (S K S) Phi_c^+; with S K S = F F^+, F = S R^+ (K = R^+ R), the
-    # k-diagonal is a Gram of Phi~ F, and Phi~ F costs half a product by ztrmm.
-    try:
-        chol = scipy.linalg.cholesky(k_total, lower=False, check_finite=False)
-        # (Phi~ S R^+)^T = conj(R) (Phi~ S)^T: a left triangular product on the Fortran view
-        scaled = (phi_k * s).reshape(-1, width)
-        half_t = blas.ztrmm(1.0, np.asfortranarray(chol.conj()), scaled.T, side=0, lower=0,
-                            trans_a=0, overwrite_b=1)
-        half = half_t.T.reshape(nx, n_perp, width)
-        obs["g2_kdiag"] = _kdiag_orbit_sums(half, half, layout)
-    except np.linalg.LinAlgError:  # numerically singular K: fall back to the full product
-        half = np.matmul(phi_k, s[:, None] * k_total * s[None, :])
-        obs["g2_kdiag"] = _kdiag_orbit_sums(half, phi_k, layout)
-    del half
 
     n_cut = len(layout.cuts)
     for name in ("cut_pair", "cut_tr_ggg"):
@@ -271,6 +253,21 @@ def sample_observables(modes, layout):
         g_tilde = _transverse_ifft(_transverse_fft(g_to_c, layout, axis=1), layout, axis=2)
         obs["cut_kdiag_bc_ca"][i] = _kdiag_orbit_sums(g_tilde, g_tilde, layout).transpose(1, 0, 2)
         del g_to_c, g_tilde
+
+    # (G^2)_ac = Phi_a (S K S) Phi_c^+; with S K S = F F^+, F = S R^+ (K = R^+ R), the
+    # k-diagonal is a Gram of Phi~ F, and Phi~ F costs half a product by ztrmm. Done last:
+    # ztrmm overwrites Phi~ in place.
+    try:
+        chol = scipy.linalg.cholesky(k_total, lower=False, check_finite=False)
+        # (Phi~ S R^+)^T = conj(R) S Phi~^T: a left triangular product on the Fortran view
+        half_t = blas.ztrmm(1.0, np.asfortranarray(chol.conj() * s), phi_k.reshape(-1, width).T,
+                            side=0, lower=0, trans_a=0, overwrite_b=1)
+        half = half_t.T.reshape(nx, n_perp, width)
+        obs["g2_kdiag"] = _kdiag_orbit_sums(half, half, layout)
+    except np.linalg.LinAlgError:  # numerically singular K: fall back to the full product
+        half = np.matmul(phi_k, s[:, None] * k_total * s[None, :])
+        obs["g2_kdiag"] = _kdiag_orbit_sums(half, phi_k, layout)
+    del half, phi_k
 
     t = modes.transmission_right
     tt = t @ t.conj().T
