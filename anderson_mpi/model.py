@@ -131,15 +131,16 @@ def lead_modes(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
     return LeadModes(U=U, eps=eps, kx=kx, velocity=2 * tx * np.sin(kx))
 
 
-def transverse_fft(arr, Ny, Nz, axis=0):
+def transverse_fft(arr, Ny, Nz, axis=0, overwrite=False):
     """``U^+`` applied along ``axis`` (a transverse site index ``iy*Nz+iz``) of ``arr``.
 
     ``U`` is the transverse Fourier matrix, so this costs ``O(N_perp log N_perp)`` per
-    column instead of a matrix product.
+    column instead of a matrix product. ``overwrite=True`` lets it reuse ``arr``'s memory.
     """
     shape = arr.shape
     split = shape[:axis] + (Ny, Nz) + shape[axis + 1:]
-    return scipy.fft.fft2(arr.reshape(split), axes=(axis, axis + 1), norm="ortho").reshape(shape)
+    out = scipy.fft.fft2(arr.reshape(split), axes=(axis, axis + 1), norm="ortho", overwrite_x=overwrite)
+    return out.reshape(shape)
 
 
 def transverse_ifft(arr, Ny, Nz, axis=0):

@@ -159,16 +159,20 @@ def _kdiag_orbit_sums(left, right, layout, weight=None):
 
 
 def _gram(rows_left, rows_right, weight=None):
-    """``out[a, b] = sum_j rows_left[a, j] w_j conj(rows_right[b, j])`` in row chunks."""
-    n = rows_left.shape[0]
-    out = np.empty((n, rows_right.shape[0]), dtype=complex)
+    """``out[a, b] = sum_j rows_left[a, j] w_j conj(rows_right[b, j])``.
+
+    Blocked over both row sets so that the temporaries (weighted rows, conjugated rows)
+    stay within ``_CHUNK_BYTES`` instead of copying whole arrays of the size of Phi.
+    """
+    out = np.empty((rows_left.shape[0], rows_right.shape[0]), dtype=complex)
     chunk = max(1, _CHUNK_BYTES // (16 * rows_left.shape[1]))
-    rhs = rows_right.conj().T
-    for a0 in range(0, n, chunk):
-        lhs = rows_left[a0:a0 + chunk]
-        if weight is not None:
-            lhs = lhs * weight
-        out[a0:a0 + chunk] = lhs @ rhs
+    for b0 in range(0, rows_right.shape[0], chunk):
+        rhs = rows_right[b0:b0 + chunk].conj().T
+        for a0 in range(0, rows_left.shape[0], chunk):
+            lhs = rows_left[a0:a0 + chunk]
+            if weight is not None:
+                lhs = lhs * weight
+            out[a0:a0 + chunk, b0:b0 + chunk] = lhs @ rhs
     return out
 
 
@@ -210,15 +214,12 @@ def sample_observables(modes, layout):
     lower = _slice_grams_lower(phi)
     obs["tr_g"] = np.einsum("amm->am", lower).real @ s  # Tr G_aa = Tr(S K_a)
 
-    phi_k = _transverse_fft(phi, layout)
-    obs["mean_k"] = _kdiag_orbit_sums(phi_k, phi_k, layout, s)
-
     # Tr(G_ab G_ba) = Tr(S K_b S K_a) = sum_mn s_m s_n Re(K_a[m,n] conj K_b[m,n]), K Hermitian:
     # over the stored lower triangles the weight is 1 on the diagonal, 2 below it in the RR and
     # LL blocks, -2 in the LR block. As real Grams without a weighted copy of the triangles:
     # 2 (all entries) - (diagonal) - 4 (LR block, a quarter-size copy).
     as_real = lower.reshape(nx, -1).view(np.float64)
-    diagonal = np.einsum("amm->am", lower).real
+    diagonal = np.einsum("amm->am", lower).real.copy()  # a copy: the view would keep `lower` alive
     cross = np.ascontiguousarray(lower[:, n_perp:, :n_perp]).reshape(nx, -1).view(np.float64)
     obs["tr_gg"] = 2 * (as_real @ as_real.T) - diagonal @ diagonal.T - 4 * (cross @ cross.T)
     k_total = _hermitian_from_lower(lower.sum(axis=0))
@@ -226,6 +227,10 @@ def sample_observables(modes, layout):
 
     sk = s[:, None] * k_total
     obs["tr_g3"] = float(np.sum((sk @ sk) * sk.T).real)
+
+    # Only now the Fourier copy of Phi: the slice Grams (twice Phi's size) are freed.
+    phi_k = _transverse_fft(phi, layout)
+    obs["mean_k"] = _kdiag_orbit_sums(phi_k, phi_k, layout, s)
 
     n_cut = len(layout.cuts)
     for name in ("cut_pair", "cut_tr_ggg"):
@@ -247,7 +252,9 @@ def sample_observables(modes, layout):
         lam_flat = lam.reshape(nx, -1)
         obs["cut_tr_ggg"][i] = _gram(lam_flat, lam_flat, tiled_signs)
         # G_ab G_bc = Phi_a S L_b^+
-        obs["cut_kdiag_ab_bc"][i] = _kdiag_orbit_sums(phi_k, _transverse_fft(lam, layout), layout, s)
+        lam_k = transverse_fft(lam, layout.Ny, layout.Nz, axis=1, overwrite=True)
+        obs["cut_kdiag_ab_bc"][i] = _kdiag_orbit_sums(phi_k, lam_k, layout, s)
+        del lam_k
         del lam, lam_flat
         # (G_bc G_ca)~_kk = sum_q G~_bc(k,q) conj(G~_ac(k,q))
         g_tilde = _transverse_ifft(_transverse_fft(g_to_c, layout, axis=1), layout, axis=2)
