@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from test_transfer import BAD_INPUTS  # the same validation for both solvers
 from mpi4py import MPI
 
 import anderson_mpi as am
@@ -131,16 +133,7 @@ def test_self_communicator_equals_transfer_matrix(shape, rng):
     assert_same_modes(petsc_mode_matrices(V, comm=MPI.COMM_SELF), am.mode_matrices(V))
 
 
-@pytest.mark.parametrize("V, lead, hopping, energy, match", [
-    (np.zeros((3, 3)), "R", (1, 0.4, 0.4), 0.2, "ndim"),
-    (np.zeros((0, 3, 3)), "R", (1, 0.4, 0.4), 0.2, ">= 1"),
-    (np.full((3, 2, 2), np.nan), "R", (1, 0.4, 0.4), 0.2, "non-finite"),
-    (np.zeros((3, 2, 2)), "X", (1, 0.4, 0.4), 0.2, "lead"),
-    (np.zeros((3, 3, 3)), "R", (1, 0.6, 0.6), 0.2, "evanescent"),
-    (np.zeros((3, 3, 3)), "R", (1, 0.4, 0.4), 1.3, "evanescent"),
-    (np.zeros((3, 3, 3)), "R", (0.0, 0.4, 0.4), 0.2, "tx"),
-    (np.zeros((3, 3, 3)), "R", (1, 0.4), 0.2, "hopping"),
-])
+@pytest.mark.parametrize("V, lead, hopping, energy, match", BAD_INPUTS)
 def test_bad_input_raises(V, lead, hopping, energy, match):
     with pytest.raises(ValueError, match=match):
         petsc_scattering_states(V, energy, lead, hopping=hopping, comm=MPI.COMM_SELF)

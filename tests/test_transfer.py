@@ -161,7 +161,7 @@ def test_long_quasi1d_sample_is_stable():
 
 # --- bad input ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("V, lead, hopping, energy, match", [
+BAD_INPUTS = [  # (V, lead, hopping, energy, match): shared with the PETSc solver's tests
     (np.zeros((3, 3)), "R", (1, 0.4, 0.4), 0.2, "ndim"),
     (np.zeros((3, 3, 3, 1)), "R", (1, 0.4, 0.4), 0.2, "ndim"),
     (np.zeros((0, 3, 3)), "R", (1, 0.4, 0.4), 0.2, ">= 1"),
@@ -174,7 +174,10 @@ def test_long_quasi1d_sample_is_stable():
     (np.zeros((3, 3, 3)), "R", (1, 0.4, 0.4), 1.3, "evanescent"),
     (np.zeros((3, 3, 3)), "R", (0.0, 0.4, 0.4), 0.2, "tx"),
     (np.zeros((3, 3, 3)), "R", (1, 0.4), 0.2, "hopping"),
-])
+]
+
+
+@pytest.mark.parametrize("V, lead, hopping, energy, match", BAD_INPUTS)
 def test_bad_input_raises(V, lead, hopping, energy, match):
     with pytest.raises(ValueError, match=match):
         am.scattering_states(V, energy, lead, hopping=hopping)
