@@ -1,4 +1,4 @@
-"""Exact checks of the independent reference solver ``anderson_mpi.greens``.
+"""Exact checks of the independent reference solver ``tests/greens.py``.
 
 Every assertion is an identity that holds for any correct implementation (no fitted numbers), so
 the reference can be trusted when it is used to test the transfer-matrix code.
@@ -6,7 +6,7 @@ the reference can be trusted when it is used to test the transfer-matrix code.
 import numpy as np
 import pytest
 
-from anderson_mpi import greens
+import greens
 
 HOP = (1.0, 0.4, 0.4)
 # Distinct ty, tz so that a swapped y/z convention cannot pass.

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import anderson_mpi as am
-from anderson_mpi import greens
+import greens
 
 SIZES = [  # (Nx, Ny, Nz): odd and even, Ny != Nz, transverse sizes 1 and 2
     (1, 1, 1), (4, 1, 1), (5, 2, 3), (6, 3, 2), (7, 4, 3), (4, 1, 5), (3, 2, 2), (5, 3, 3),
