@@ -1,9 +1,10 @@
 """Reading anderson_mpi result files for the analysis (serial h5py, read-only).
 
-A result directory holds one HDF5 file per run (`anderson_mpi.store` documents the schema).
-Only the blocks whose ``/blocks/done`` flag is 1 carry data; a run is *complete* when every
-block is done and ``/totals/valid`` is 1. The analysis refuses incomplete runs unless told
-otherwise (``allow_incomplete``), and always names the files it refuses.
+A result directory holds one HDF5 file per run; every dataset, the schema version and the rule
+"which blocks count" come from `anderson_mpi.schema`, so a file of another schema version is
+refused by name. Only the counted blocks carry data; a run is *complete* when every block
+counts and ``/totals/valid`` is 1. The analysis refuses incomplete runs unless told otherwise
+(``allow_incomplete``), and always names the files it refuses.
 
 Block rows are read lazily, one block at a time (`DoneBlocks`), so that the jackknife over the
 blocks of a large run never holds every block of every field in memory at once.
@@ -18,9 +19,7 @@ import numpy as np
 
 __all__ = ["ResultsError", "DoneBlocks", "RunData", "open_run", "discover"]
 
-# Fields the estimators read (see anderson_mpi.moments.field_shapes).
-FIELDS = ("tr_g", "tr_gg", "mean_k", "g2_kdiag", "tr_g3", "cut_pair", "cut_tr_ggg",
-          "cut_kdiag_ab_bc", "cut_kdiag_bc_ca", "g", "g_sq", "fano_num")
+from anderson_mpi import schema
 
 
 class ResultsError(RuntimeError):
@@ -85,11 +84,12 @@ class RunData(RunFields):
     cut_slices: np.ndarray
     cut_fractions: np.ndarray
     n_blocks: int
-    done: np.ndarray  # indices of the done blocks with at least one sample
+    done: np.ndarray  # indices of the counted blocks (schema.counted_blocks)
     n_per_block: np.ndarray  # samples in each done block
     samples_planned: int
     totals_valid: bool
     blocks: dict = field(default_factory=dict)  # field -> DoneBlocks
+    job_toml: str = ""  # the job file the run was made from, verbatim
     _file: object = None
 
 
@@ -128,42 +128,36 @@ class RunData(RunFields):
         self.close()
 
 
-def _open_h5(path):
-    import h5py
-    try:  # reading a file a running job writes: no lock (the metadata is final, see store.py)
-        return h5py.File(path, "r", locking=False)
-    except TypeError:  # pragma: no cover - old h5py without the locking argument
-        return h5py.File(path, "r")
-
-
 def open_run(path):
-    """Open one result file; raise `ResultsError` if it is not a readable result file."""
+    """Open one result file; raise `ResultsError` if it is not a readable result file of this schema."""
     path = Path(path)
     try:
-        f = _open_h5(path)
-    except OSError as err:
-        raise ResultsError(f"{path}: cannot be opened as HDF5 ({err})") from None
+        f = schema.open_result(path)
+    except schema.SchemaError as err:
+        raise ResultsError(str(err)) from None
     try:
+        fields = schema.fields_in_file(f, path)
         run = json.loads(f.attrs["run"])
+        for key in ("geometry", "Nx", "Ny", "Nz", "W"):
+            if key not in run:
+                raise KeyError(f"run attribute {key!r}")
         layout = f["layout"]
-        done_flags = np.asarray(f["blocks/done"][...]) == 1
-        n_all = np.asarray(f["blocks/n_samples"][...], dtype=np.int64)
-        done = np.flatnonzero(done_flags & (n_all > 0))
+        blocks = f["blocks"]
+        n_all = np.asarray(blocks["n_samples"][...], dtype=np.int64)
+        done = schema.counted_blocks(blocks["done"][...], n_all)
         data = RunData(
             path=path, run=run, x=np.asarray(layout["x"][...], float),
             orbit_size=np.asarray(layout["orbit_size"][...], np.int64),
             cut_slices=np.asarray(layout["cut_slices"][...], np.int64).reshape(-1),
             cut_fractions=np.asarray(layout["cut_fractions"][...], float).reshape(-1),
-            n_blocks=int(len(done_flags)), done=done, n_per_block=n_all[done],
+            n_blocks=int(len(n_all)), done=done, n_per_block=n_all[done],
             samples_planned=int(f.attrs.get("samples", n_all.sum())),
-            totals_valid=bool(f["totals/valid"][()] == 1), _file=f)
-        missing = [name for name in FIELDS if name not in f["blocks"]]
-        if missing:
-            raise KeyError(f"/blocks/{missing[0]}")
-        data.blocks = {name: DoneBlocks(f["blocks"][name], done) for name in FIELDS}
-        for key in ("geometry", "Nx", "Ny", "Nz", "W"):
-            if key not in run:
-                raise KeyError(f"run attribute {key!r}")
+            totals_valid=bool(f["totals/valid"][()] == 1),
+            job_toml=str(f.attrs.get("job_toml", "")), _file=f)
+        data.blocks = {name: DoneBlocks(blocks[name], done) for name in fields}
+    except schema.SchemaError as err:
+        f.close()
+        raise ResultsError(str(err)) from None
     except (KeyError, ValueError, TypeError) as err:
         f.close()
         raise ResultsError(f"{path}: not an anderson_mpi result file (missing {err})") from None

@@ -6,14 +6,17 @@ scattering_states(V, energy, lead, hopping)   renormalized transfer-matrix scatt
 g_neq(V, hopping, e_plus, e_minus)            full Gneq of a small sample
 mode_matrices(V, hopping, e_plus, e_minus)    stacked Phi_a = [psi_R(E+), psi_L(E-)] per slice
 lead_modes(Ny, Nz, energy, hopping)           transverse modes, kx, velocities (validates)
+ScatteringSetup.build(shape, hopping, e_plus, e_minus)
+                                              the run context both engines consume (built once)
 petsc_scattering_states / petsc_mode_matrices the same from a distributed MUMPS solve (petsc4py)
 """
 from ._version import __version__
-from .model import DEFAULT_HOPPING, LeadModes, lead_modes, transverse_hopping
-from .transfer import ScatteringStates, scattering_states
-from .gneq import ModeMatrices, mode_matrices, g_neq
+from .system import (DEFAULT_HOPPING, LeadModes, ModeMatrices, ScatteringSetup, ScatteringStates,
+                     lead_modes, transverse_hopping)
+from .transfer import mode_matrices, scattering_states
+from .gneq import g_neq
 from .petsc_solver import petsc_mode_matrices, petsc_scattering_states  # petsc4py imported lazily
 
 __all__ = ["__version__", "DEFAULT_HOPPING", "LeadModes", "lead_modes", "transverse_hopping",
-           "ScatteringStates", "scattering_states", "ModeMatrices", "mode_matrices", "g_neq",
-           "petsc_scattering_states", "petsc_mode_matrices"]
+           "ScatteringSetup", "ScatteringStates", "scattering_states", "ModeMatrices",
+           "mode_matrices", "g_neq", "petsc_scattering_states", "petsc_mode_matrices"]

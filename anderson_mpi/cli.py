@@ -1,8 +1,10 @@
 """Command line: ``anderson-mpi run | info | plan`` (also ``python -m anderson_mpi``).
 
-Everything the user typed is validated before MPI starts: a bad job file, a bad option or
-an output that would be overwritten stops every rank with one line naming the field and
-exit status 2, and nothing is written.
+What the user typed is validated before MPI starts, identically on every rank; what the file
+system decides (existing outputs, their schema and physics on --resume, the output
+directories, the free space) is checked on rank 0 once MPI runs and its outcome broadcast. A
+problem stops every rank with one line naming the field and exit status 2, and nothing is
+written.
 """
 from __future__ import annotations
 
@@ -25,15 +27,9 @@ def _launcher_rank():
     return 0
 
 
-def _launcher_size():
-    for var in ("OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_NTASKS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return 1
-
-
-def _fail(message):
-    if _launcher_rank() == 0:
+def _fail(message, rank=None):
+    """One line on stderr (from rank 0 only), exit status 2. ``rank``: MPI's, once it runs."""
+    if (_launcher_rank() if rank is None else rank) == 0:
         sys.stderr.write(f"anderson-mpi: error: {message}\n")
         sys.stderr.flush()
     sys.exit(EXIT_BAD_INPUT)
@@ -79,7 +75,8 @@ def _plan(args):
 
 
 def _check_outputs(runs, resume, overwrite):
-    """Refuse to overwrite by accident, and refuse a resume whose physics differs."""
+    """Refuse to overwrite by accident, and refuse a resume whose schema or physics differs."""
+    from .schema import SchemaError
     from .store import read_physics
     for run in runs:
         path = Path(run.path)
@@ -88,6 +85,8 @@ def _check_outputs(runs, resume, overwrite):
         if path.exists() and resume:
             try:
                 stored = read_physics(path)
+            except SchemaError as err:
+                raise PlanError(f"--resume: {err}") from None
             except Exception as err:  # noqa: BLE001 - an unreadable file is bad input here
                 raise PlanError(f"--resume: cannot read {path}: {err}") from None
             wanted = run.physics()
@@ -97,37 +96,98 @@ def _check_outputs(runs, resume, overwrite):
                                     f"(file: {stored.get(key)!r}, job: {wanted.get(key)!r})")
 
 
+def _bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+
+
+def _make_directories(directories):
+    """Create the output directories; return the ones this call created (parents first)."""
+    created = []
+    for directory in directories:
+        missing = [d for d in [directory, *directory.parents] if not d.exists()][::-1]
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PlanError(f"output: cannot create directory {directory}: {err.strerror or err}") from None
+        created += missing
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise PlanError(f"output: directory {directory} is not writable")
+    return created
+
+
+def _prepare_outputs(runs, resume, overwrite, job_text):
+    """Everything the file system decides, on one rank: existing files, directories, space.
+
+    Raises `PlanError`; on a refusal nothing is left behind (directories this call created
+    are removed again, and they are empty).
+    """
+    import shutil
+    from .moments import make_layout
+    from .schema import file_bytes
+    _check_outputs(runs, resume, overwrite)
+    created = _make_directories(list(dict.fromkeys(Path(run.path).parent for run in runs)))
+    try:
+        needed = {}  # device -> [directory, bytes, files]: the new files' final sizes
+        for run in runs:
+            if resume and Path(run.path).exists():
+                continue  # a resumed file already has its full size on disk
+            directory = Path(run.path).parent
+            layout = make_layout(run.Nx, run.Ny, run.Nz, run.hopping, run.cuts, run.m3_split)
+            entry = needed.setdefault(os.stat(directory).st_dev, [directory, 0, 0])
+            entry[1] += file_bytes(layout, run.n_blocks, job_text)
+            entry[2] += 1
+        for directory, size, count in needed.values():
+            free = shutil.disk_usage(directory).free
+            if size > free:
+                raise PlanError(f"output: {directory} has {_bytes(free)} free, the job's {count} new "
+                                f"result file(s) need {_bytes(size)} (free space or choose another --out)")
+    except PlanError:
+        for directory in reversed(created):
+            directory.rmdir()
+        raise
+
+
 def cmd_run(args):
+    # Validation that reads only the job file and the arguments runs on every rank alike, before
+    # MPI starts; what depends on the file system is decided on rank 0 and broadcast (below).
     try:
         runs, text = _plan(args)
-        _check_outputs(runs, args.resume, args.overwrite)
-        ranks = _launcher_size()
-        for run in runs:
-            if run.solver == "petsc" and ranks % run.petsc_group_size:
-                raise PlanError(f"petsc_group_size: {run.petsc_group_size} does not divide the "
-                                f"number of ranks ({ranks})")
     except PlanError as err:
         _fail(str(err))
 
     threads = int(os.environ.get("ANDERSON_MPI_BLAS_THREADS", "1"))
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(threads)  # one BLAS thread per rank unless told otherwise
+    from .parallel import abort_on_error, get_logger, install_stop_handlers, limit_blas_threads
+    limit_blas_threads(threads)  # one BLAS thread per rank unless told otherwise
 
     from mpi4py import MPI
-    from .parallel import abort_on_error, get_logger
     from .store import require_parallel_h5py
-    from .sweep import execute_run
+    from .sweep import ONE_LINE_ERRORS, execute_run
 
     comm = MPI.COMM_WORLD
+    install_stop_handlers(comm)
+    problem = None
+    for run in runs:
+        if run.solver == "petsc" and comm.size % run.petsc_group_size:
+            problem = (f"petsc_group_size: {run.petsc_group_size} does not divide the number of "
+                       f"ranks ({comm.size})")
+    if problem is None and comm.rank == 0:
+        try:
+            _prepare_outputs(runs, args.resume, args.overwrite, text)
+        except PlanError as err:
+            problem = str(err)
+    problem = comm.bcast(problem, root=0)
+    if problem is not None:
+        _fail(problem, comm.rank)
+
     log = get_logger(comm)
     abort_on_error(comm, require_parallel_h5py)
-    if comm.rank == 0:
-        for run in runs:
-            Path(run.path).parent.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
     for run in runs:
         resume = args.resume and Path(run.path).exists()
-        abort_on_error(comm, execute_run, run, comm, text, resume, log)
+        abort_on_error(comm, execute_run, run, comm, text, resume, log, threads,
+                       resume_flag=args.resume, one_line=ONE_LINE_ERRORS)
     return 0
 
 
@@ -159,8 +219,11 @@ def cmd_info(args):
     from .store import read_summary
     if not Path(args.file).is_file():
         _fail(f"file: {args.file} does not exist")
+    from .schema import SchemaError
     try:
         summary = read_summary(args.file)
+    except SchemaError as err:
+        _fail(f"file: {err}")
     except (OSError, KeyError) as err:
         _fail(f"file: {args.file} is not an anderson_mpi result file ({err})")
     if args.json:

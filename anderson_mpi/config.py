@@ -16,8 +16,12 @@ A job file is flat TOML; every key is optional except `geometry`, `sizes` and `W
     cuts = [0.23, 0.5]            # third order: fixed slice fractions z in [0, 1]
     solver = "transfer"           # "transfer" or "petsc"
     petsc_group_size = 1          # ranks per sample with solver = "petsc"
+    m3_split = false              # also the coinciding-slice part of m3 (about one recursion more)
     unitarity_tol = 1e-8          # a sample whose unitarity error exceeds this stops the run
     output = "results/demo"       # directory of the result files (relative to the cwd)
+    [analysis]                    # optional: defaults of `python -m analysis` for these results
+    drop_slices = 0               # slices left out at each lead in the fits
+    drop_diagonal = 0             # g2/g3 points with two indices within this distance left out
 
 Errors are `PlanError` with a one-line message that names the field.
 """
@@ -25,13 +29,15 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-__all__ = ["PlanError", "Run", "load_job", "make_plan", "run_key"]
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.9/3.10: the same parser from PyPI
+    import tomli as tomllib
 
-SCHEMA_VERSION = 1
+__all__ = ["PlanError", "Run", "load_job", "make_plan", "run_key", "analysis_options"]
 
 
 class PlanError(ValueError):
@@ -51,12 +57,16 @@ DEFAULTS = {
     "e_plus": 0.2,
     "e_minus": -0.2,
     "cuts": [0.23, 0.5],
+    "m3_split": False,
     "solver": "transfer",
     "petsc_group_size": 1,
     "unitarity_tol": 1e-8,
     "output": None,
+    "analysis": None,
 }
 REQUIRED = ("geometry", "sizes", "W")
+# The [analysis] table: defaults of `python -m analysis` (see analysis/__main__.py).
+ANALYSIS_KEYS = {"drop_slices": 0, "drop_diagonal": 0}
 
 
 @dataclass(frozen=True)
@@ -76,14 +86,23 @@ class Run:
     e_plus: float
     e_minus: float
     cuts: tuple
+    m3_split: bool
     solver: str
     petsc_group_size: int
     unitarity_tol: float
     path: str = field(compare=False)
 
     @property
+    def shape(self):
+        return (self.Nx, self.Ny, self.Nz)
+
+    @property
     def n_blocks(self):
         return math.ceil(self.samples / self.block_size)
+
+    def block_samples(self, block):
+        """The global sample indices of seed block ``block`` (the last block may be short)."""
+        return range(block * self.block_size, min((block + 1) * self.block_size, self.samples))
 
     @property
     def label(self):
@@ -111,16 +130,21 @@ def run_key(geometry, Nx, Ny, Nz):
 
 
 def load_job(path):
-    """Read a job file; raise `PlanError` for a missing file or bad TOML."""
+    """Read a job file; raise `PlanError` for a missing, unreadable, non-UTF-8 or bad TOML file."""
     path = Path(path)
     if not path.is_file():
         raise PlanError(f"job file {str(path)!r} does not exist")
     try:
-        with open(path, "rb") as fh:
-            job = tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PlanError(f"job file {str(path)!r} is not UTF-8 text (byte {err.start}: "
+                        f"{err.object[err.start:err.start + 1]!r})") from None
+    except OSError as err:
+        raise PlanError(f"job file {str(path)!r} cannot be read: {err.strerror}") from None
+    try:
+        job = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise PlanError(f"job file {str(path)!r} is not valid TOML: {err}") from None
-    text = path.read_text()
     return job, text
 
 
@@ -151,6 +175,123 @@ def _num(job, key):
     return float(value)
 
 
+def _num_list(cfg, key, what):
+    value = cfg[key]
+    if _is_num(value):
+        value = [value]
+    if not isinstance(value, list) or not all(_is_num(v) for v in value):
+        raise PlanError(f"{key}: expected {what}, got {cfg[key]!r}")
+    return [float(v) for v in value]
+
+
+# --- the steps of make_plan -------------------------------------------------------------------
+
+def _merged(job, overrides):
+    """Defaults, then the job file, then the command line; unknown keys refused."""
+    unknown = sorted(set(job) - set(DEFAULTS))
+    if unknown:
+        raise PlanError(f"unknown key {unknown[0]!r} in job (known: {', '.join(DEFAULTS)})")
+    cfg = dict(DEFAULTS)
+    cfg.update(job)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            cfg[key] = value
+    for key in REQUIRED:
+        if cfg[key] is None:
+            raise PlanError(f"{key}: required key missing")
+    return cfg
+
+
+def _shapes(cfg):
+    """The (Nx, Ny, Nz) of every size of the job's geometry."""
+    geometry = cfg["geometry"]
+    if geometry not in ("cube", "quasi1d"):
+        raise PlanError(f"geometry: expected 'cube' or 'quasi1d', got {geometry!r}")
+    sizes = _int_list(cfg, "sizes")
+    if geometry == "cube":
+        if cfg["transverse"] is not None:
+            raise PlanError("transverse: only for geometry 'quasi1d' (a cube has Ny = Nz = N)")
+        return [(N, N, N) for N in sizes]
+    if cfg["transverse"] is None:
+        raise PlanError("transverse: required for geometry 'quasi1d' ([Ny, Nz])")
+    transverse = _int_list(cfg, "transverse")
+    if len(transverse) != 2:
+        raise PlanError(f"transverse: expected [Ny, Nz], got {cfg['transverse']!r}")
+    return [(N, transverse[0], transverse[1]) for N in sizes]
+
+
+def _sampling(cfg):
+    """samples, block_size, seed, petsc_group_size: integers with their bounds."""
+    for key in ("samples", "block_size", "seed", "petsc_group_size"):
+        if not _is_int(cfg[key]):
+            raise PlanError(f"{key}: expected an integer, got {cfg[key]!r}")
+    for key, minimum in (("samples", 1), ("block_size", 1), ("seed", 0), ("petsc_group_size", 1)):
+        if cfg[key] < minimum:
+            raise PlanError(f"{key}: must be >= {minimum}, got {cfg[key]}")
+    return {key: cfg[key] for key in ("samples", "block_size", "seed", "petsc_group_size")}
+
+
+def _physics(cfg):
+    """W list, hopping, energies, cuts, m3_split, solver and tolerance."""
+    W = _num_list(cfg, "W", "a non-empty list of finite numbers")
+    if not W:
+        raise PlanError(f"W: expected a non-empty list of finite numbers, got {cfg['W']!r}")
+    if any(w < 0 for w in W):
+        raise PlanError(f"W: disorder strength must be >= 0, got {min(W)}")
+    hopping = cfg["hopping"]
+    if not isinstance(hopping, list) or len(hopping) != 3 or not all(_is_num(t) for t in hopping):
+        raise PlanError(f"hopping: expected three finite numbers [tx, ty, tz], got {hopping!r}")
+    if hopping[0] <= 0:
+        raise PlanError(f"hopping: tx must be > 0, got {hopping[0]}")
+    cuts = _num_list(cfg, "cuts", "a list of numbers in [0, 1]")
+    for z in cuts:
+        if not 0 <= z <= 1:
+            raise PlanError(f"cuts: every cut must lie in [0, 1], got {z}")
+    if not isinstance(cfg["m3_split"], bool):
+        raise PlanError(f"m3_split: expected true or false, got {cfg['m3_split']!r}")
+    if cfg["solver"] not in ("transfer", "petsc"):
+        raise PlanError(f"solver: expected 'transfer' or 'petsc', got {cfg['solver']!r}")
+    if cfg["solver"] == "petsc":
+        import importlib.util
+        if importlib.util.find_spec("petsc4py") is None:
+            raise PlanError("solver: 'petsc' needs petsc4py, which is not installed "
+                            "(make install PETSC_DIR=<a complex PETSc> builds it)")
+    tol = _num(cfg, "unitarity_tol")
+    if tol <= 0:
+        raise PlanError(f"unitarity_tol: must be > 0, got {tol}")
+    return {"W": W, "hopping": tuple(float(t) for t in hopping), "e_plus": _num(cfg, "e_plus"),
+            "e_minus": _num(cfg, "e_minus"), "cuts": tuple(cuts), "m3_split": cfg["m3_split"],
+            "solver": cfg["solver"], "unitarity_tol": tol}
+
+
+def analysis_options(table):
+    """Validate a job's ``[analysis]`` table; return its keys with defaults filled in."""
+    if table is None:
+        return dict(ANALYSIS_KEYS)
+    if not isinstance(table, dict):
+        raise PlanError(f"analysis: expected a table [analysis], got {table!r}")
+    unknown = sorted(set(table) - set(ANALYSIS_KEYS))
+    if unknown:
+        raise PlanError(f"analysis.{unknown[0]}: unknown key (known: {', '.join(ANALYSIS_KEYS)})")
+    out = dict(ANALYSIS_KEYS)
+    for key, value in table.items():
+        if not _is_int(value) or value < 0:
+            raise PlanError(f"analysis.{key}: expected an integer >= 0, got {value!r}")
+        out[key] = value
+    return out
+
+
+def _check_leads(shapes, physics):
+    """Every transverse size must have propagating channels only, at both energies."""
+    from .system import ScatteringSetup
+    for shape in dict.fromkeys(shapes):
+        try:
+            ScatteringSetup.build(shape, physics["hopping"], physics["e_plus"], physics["e_minus"])
+        except ValueError as err:
+            key = str(err).split(":", 1)[0]
+            raise PlanError(f"{key}/hopping: {str(err).split(': ', 1)[-1]}") from None
+
+
 def make_plan(job, job_name="job", overrides=None):
     """Validate a job (dict from TOML) and expand it into runs.
 
@@ -170,93 +311,24 @@ def make_plan(job, job_name="job", overrides=None):
     ------
     PlanError
     """
-    unknown = sorted(set(job) - set(DEFAULTS))
-    if unknown:
-        raise PlanError(f"unknown key {unknown[0]!r} in job (known: {', '.join(DEFAULTS)})")
-    cfg = {k: v for k, v in DEFAULTS.items()}
-    cfg.update(job)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            cfg[key] = value
-    for key in REQUIRED:
-        if cfg[key] is None:
-            raise PlanError(f"{key}: required key missing")
-
+    cfg = _merged(job, overrides)
     name = cfg["name"] if cfg["name"] is not None else job_name
     if not isinstance(name, str) or not name:
         raise PlanError(f"name: expected a non-empty string, got {name!r}")
-    geometry = cfg["geometry"]
-    if geometry not in ("cube", "quasi1d"):
-        raise PlanError(f"geometry: expected 'cube' or 'quasi1d', got {geometry!r}")
-    sizes = _int_list(cfg, "sizes")
-    if geometry == "quasi1d":
-        if cfg["transverse"] is None:
-            raise PlanError("transverse: required for geometry 'quasi1d' ([Ny, Nz])")
-        transverse = _int_list(cfg, "transverse")
-        if len(transverse) != 2:
-            raise PlanError(f"transverse: expected [Ny, Nz], got {cfg['transverse']!r}")
-    elif cfg["transverse"] is not None:
-        raise PlanError("transverse: only for geometry 'quasi1d' (a cube has Ny = Nz = N)")
-
-    W = cfg["W"]
-    if _is_num(W):
-        W = [W]
-    if not isinstance(W, list) or not W or not all(_is_num(w) for w in W):
-        raise PlanError(f"W: expected a non-empty list of finite numbers, got {cfg['W']!r}")
-    if any(w < 0 for w in W):
-        raise PlanError(f"W: disorder strength must be >= 0, got {min(W)}")
-    for key in ("samples", "block_size", "seed", "petsc_group_size"):
-        if not _is_int(cfg[key]):
-            raise PlanError(f"{key}: expected an integer, got {cfg[key]!r}")
-    if cfg["samples"] < 1:
-        raise PlanError(f"samples: must be >= 1, got {cfg['samples']}")
-    if cfg["block_size"] < 1:
-        raise PlanError(f"block_size: must be >= 1, got {cfg['block_size']}")
-    if cfg["seed"] < 0:
-        raise PlanError(f"seed: must be >= 0, got {cfg['seed']}")
-    if cfg["petsc_group_size"] < 1:
-        raise PlanError(f"petsc_group_size: must be >= 1, got {cfg['petsc_group_size']}")
-    hopping = cfg["hopping"]
-    if not isinstance(hopping, list) or len(hopping) != 3 or not all(_is_num(t) for t in hopping):
-        raise PlanError(f"hopping: expected three finite numbers [tx, ty, tz], got {hopping!r}")
-    if hopping[0] <= 0:
-        raise PlanError(f"hopping: tx must be > 0, got {hopping[0]}")
-    e_plus, e_minus = _num(cfg, "e_plus"), _num(cfg, "e_minus")
-    cuts = cfg["cuts"]
-    if _is_num(cuts):
-        cuts = [cuts]
-    if not isinstance(cuts, list) or not all(_is_num(z) for z in cuts):
-        raise PlanError(f"cuts: expected a list of numbers in [0, 1], got {cfg['cuts']!r}")
-    for z in cuts:
-        if not 0 <= z <= 1:
-            raise PlanError(f"cuts: every cut must lie in [0, 1], got {z}")
-    if cfg["solver"] not in ("transfer", "petsc"):
-        raise PlanError(f"solver: expected 'transfer' or 'petsc', got {cfg['solver']!r}")
-    tol = _num(cfg, "unitarity_tol")
-    if tol <= 0:
-        raise PlanError(f"unitarity_tol: must be > 0, got {tol}")
+    shapes = _shapes(cfg)
+    sampling = _sampling(cfg)
+    physics = _physics(cfg)
+    analysis_options(cfg["analysis"])
     output = cfg["output"] if cfg["output"] is not None else f"results/{name}"
     if not isinstance(output, str) or not output:
         raise PlanError(f"output: expected a directory path, got {output!r}")
-
-    # Evanescent channels: check the lead modes of every transverse size at both energies.
-    from .model import lead_modes
-    shapes = [(N, N, N) if geometry == "cube" else (N, transverse[0], transverse[1]) for N in sizes]
-    for _, Ny, Nz in shapes:
-        for key, energy in (("e_plus", e_plus), ("e_minus", e_minus)):
-            try:
-                lead_modes(Ny, Nz, energy, hopping)
-            except ValueError as err:
-                raise PlanError(f"{key}/hopping: {err}") from None
+    _check_leads(shapes, physics)
 
     runs = []
-    for w in W:
+    for w in physics["W"]:
         for Nx, Ny, Nz in shapes:
-            run = Run(job=name, geometry=geometry, Nx=Nx, Ny=Ny, Nz=Nz, W=float(w),
-                      samples=cfg["samples"], block_size=cfg["block_size"], seed=cfg["seed"],
-                      hopping=tuple(float(t) for t in hopping), e_plus=e_plus, e_minus=e_minus,
-                      cuts=tuple(float(z) for z in cuts), solver=cfg["solver"],
-                      petsc_group_size=cfg["petsc_group_size"], unitarity_tol=tol, path="")
+            run = Run(job=name, geometry=cfg["geometry"], Nx=Nx, Ny=Ny, Nz=Nz, W=float(w),
+                      **{k: v for k, v in physics.items() if k != "W"}, **sampling, path="")
             runs.append(replace(run, path=str(Path(output) / f"{run.label}.h5")))
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):

@@ -4,26 +4,31 @@ Gneq is never formed. With ``Phi_a`` the stacked mode matrix of slice ``a`` and 
 signature, ``G_ab = Phi_a S Phi_b^+``, ``K_a = Phi_a^+ Phi_a`` and ``Phi~_a = U^+ Phi_a``
 (transverse Fourier transform). Every quantity below is a per-sample value whose sum over
 samples (the block sums) is all the estimators need; the connected cumulants are formed
-afterwards from these sums (`analysis.estimators`).
+afterwards from these sums (`analysis.estimators`). The names, shapes and meanings of the
+values are those of `anderson_mpi.schema.block_fields`.
 
 k-resolved means are stored summed over the orbits of the transverse momenta under the
 point symmetries of the ensemble (k -> -k per direction, y <-> z when equivalent). The
 disorder mean of any k-diagonal quantity is constant on an orbit, so nothing is lost, and
 the files shrink by up to 8x.
 
+`sample_observables` runs the named steps in an order that bounds the peak memory: the
+slice Gram matrices (twice the size of Phi) are gone before the Fourier copy of Phi is made,
+and the last step overwrites that copy in place.
+
 Pure numpy/scipy: arrays in, arrays out.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
 from scipy.linalg import blas
 
-from .model import transverse_fft, transverse_ifft
+from .system import transverse_fft, transverse_ifft
 
-__all__ = ["Layout", "make_layout", "k_orbits", "cut_slices", "field_shapes", "sample_observables"]
+__all__ = ["Layout", "make_layout", "layout_for", "k_orbits", "cut_slices", "sample_observables"]
 
 # Bound on the temporary arrays of the k-batched products (bytes).
 _CHUNK_BYTES = 64 * 2**20
@@ -58,16 +63,35 @@ def cut_slices(Nx, cuts):
     return np.clip(np.floor(cuts * Nx).astype(np.int64), 0, Nx - 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Layout:
-    """Geometry shared by all samples of a run: sizes, k orbits, cut slices."""
+    """What the observables of a run need besides the sample: sizes, k orbits, cut slices.
+
+    Attributes
+    ----------
+    Nx, Ny, Nz : int
+    orbit_index, orbit_size : ndarray
+        See `k_orbits`.
+    cut_slices : ndarray (n_cut,), int
+        The fixed slice c of each third-order cut (indices, from the run's cut fractions).
+    m3_split : bool
+        Also compute the coinciding-slice part of m3 (fields ``diag_*``).
+    """
 
     Nx: int
     Ny: int
     Nz: int
     orbit_index: np.ndarray
     orbit_size: np.ndarray
-    cuts: np.ndarray  # slice indices
+    cut_slices: np.ndarray
+    m3_split: bool = False
+    orbit_matrix: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        # (n_orbits, N_perp) indicator: sums a k-resolved array over orbits by one product.
+        indicator = np.zeros((len(self.orbit_size), self.Ny * self.Nz))
+        indicator[self.orbit_index, np.arange(self.Ny * self.Nz)] = 1.0
+        object.__setattr__(self, "orbit_matrix", indicator)
 
     @property
     def n_perp(self):
@@ -78,57 +102,21 @@ class Layout:
         return len(self.orbit_size)
 
     @property
-    def orbit_matrix(self):
-        """(n_orbits, N_perp) indicator: sums a k-resolved array over orbits by one product."""
-        indicator = np.zeros((self.n_orbits, self.n_perp))
-        indicator[self.orbit_index, np.arange(self.n_perp)] = 1.0
-        return indicator
+    def n_cuts(self):
+        return len(self.cut_slices)
 
 
-def make_layout(Nx, Ny, Nz, hopping, cuts):
+def make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=False):
     orbit_index, orbit_size = k_orbits(Ny, Nz, hopping)
-    return Layout(Nx, Ny, Nz, orbit_index, orbit_size, cut_slices(Nx, cuts))
+    return Layout(Nx, Ny, Nz, orbit_index, orbit_size, cut_slices(Nx, cuts), bool(m3_split))
 
 
-def field_shapes(layout):
-    """Name -> (shape, dtype) of every per-sample observable (and so of every block sum).
+def layout_for(setup, cuts, m3_split=False):
+    """The `Layout` of a `anderson_mpi.system.ScatteringSetup` (built once per run)."""
+    return make_layout(*setup.shape, setup.hopping, cuts, m3_split)
 
-    =================  ==============================  =============================================
-    name               shape                           per-sample value
-    =================  ==============================  =============================================
-    tr_g               (Nx,)                           Tr G_aa
-    tr_gg              (Nx, Nx)                        Tr(G_ab G_ba)
-    mean_k             (Nx, Nx, n_orb)                 sum_{k in o} (U^+ G_ab U)_kk
-    g2_kdiag           (Nx, Nx, n_orb)                 sum_{k in o} (U^+ (G^2)_ab U)_kk
-    tr_g3              ()                              Tr G^3 = Tr (S K)^3
-    cut_pair           (n_cut, Nx, Nx)                 Tr(G_ac G_cb), c = cut slice
-    cut_tr_ggg         (n_cut, Nx, Nx)                 Tr(G_ab G_bc G_ca)
-    cut_kdiag_ab_bc    (n_cut, Nx, Nx, n_orb)          sum_{k in o} (U^+ G_ab G_bc U)_kk
-    cut_kdiag_bc_ca    (n_cut, Nx, Nx, n_orb)          sum_{k in o} (U^+ G_bc G_ca U)_kk
-    g                  ()                              Tr t^+ t at E+ (right incomers)
-    g_sq               ()                              (Tr t^+ t)^2
-    fano_num           ()                              Tr[t t^+ (1 - t t^+)]
-    =================  ==============================  =============================================
 
-    (``E[G_ca G_ab]_kk`` follows from ``cut_kdiag_ab_bc`` with a and b exchanged, conjugated.)
-    """
-    nx, no, nc = layout.Nx, layout.n_orbits, len(layout.cuts)
-    c, f = np.complex128, np.float64
-    return {
-        "tr_g": ((nx,), f),
-        "tr_gg": ((nx, nx), f),
-        "mean_k": ((nx, nx, no), c),
-        "g2_kdiag": ((nx, nx, no), c),
-        "tr_g3": ((), f),
-        "cut_pair": ((nc, nx, nx), c),
-        "cut_tr_ggg": ((nc, nx, nx), c),
-        "cut_kdiag_ab_bc": ((nc, nx, nx, no), c),
-        "cut_kdiag_bc_ca": ((nc, nx, nx, no), c),
-        "g": ((), f),
-        "g_sq": ((), f),
-        "fano_num": ((), f),
-    }
-
+# --- building blocks ------------------------------------------------------------------------
 
 def _transverse_fft(arr, layout, axis=1):
     return transverse_fft(arr, layout.Ny, layout.Nz, axis)
@@ -195,51 +183,44 @@ def _hermitian_from_lower(lower):
     return lower + np.tril(lower, -1).conj().T
 
 
-def sample_observables(modes, layout):
-    """All per-sample observables of one disorder sample.
+# --- the steps --------------------------------------------------------------------------------
 
-    Parameters
-    ----------
-    modes : anderson_mpi.gneq.ModeMatrices
-    layout : Layout
+def _slice_gram_observables(phi, s):
+    """``tr_g``, ``tr_gg`` from the slice Grams ``K_a``; also returns ``K = sum_a K_a``.
 
-    Returns
-    -------
-    dict
-        name -> array, with the names, shapes and meanings of `field_shapes`.
+    The Grams (twice Phi's size) are freed on return.
     """
-    phi, s = modes.phi, modes.signature
     nx, n_perp, width = phi.shape
-    obs = {}
     lower = _slice_grams_lower(phi)
-    obs["tr_g"] = np.einsum("amm->am", lower).real @ s  # Tr G_aa = Tr(S K_a)
-
+    tr_g = np.einsum("amm->am", lower).real @ s  # Tr G_aa = Tr(S K_a)
     # Tr(G_ab G_ba) = Tr(S K_b S K_a) = sum_mn s_m s_n Re(K_a[m,n] conj K_b[m,n]), K Hermitian:
     # over the stored lower triangles the weight is 1 on the diagonal, 2 below it in the RR and
     # LL blocks, -2 in the LR block. As real Grams without a weighted copy of the triangles:
     # 2 (all entries) - (diagonal) - 4 (LR block, a quarter-size copy).
     as_real = lower.reshape(nx, -1).view(np.float64)
-    diagonal = np.einsum("amm->am", lower).real.copy()  # a copy: the view would keep `lower` alive
+    diagonal = np.einsum("amm->am", lower).real.copy()  # a copy: a view would keep `lower` alive
     cross = np.ascontiguousarray(lower[:, n_perp:, :n_perp]).reshape(nx, -1).view(np.float64)
-    obs["tr_gg"] = 2 * (as_real @ as_real.T) - diagonal @ diagonal.T - 4 * (cross @ cross.T)
+    tr_gg = 2 * (as_real @ as_real.T) - diagonal @ diagonal.T - 4 * (cross @ cross.T)
     k_total = _hermitian_from_lower(lower.sum(axis=0))
-    del lower, as_real, cross
+    return {"tr_g": tr_g, "tr_gg": tr_gg}, k_total
 
+
+def _trace_g_cubed(k_total, s):
+    """``Tr G^3 = Tr (S K)^3`` over the whole sample."""
     sk = s[:, None] * k_total
-    obs["tr_g3"] = float(np.sum((sk @ sk) * sk.T).real)
+    return float(np.sum((sk @ sk) * sk.T).real)
 
-    # Only now the Fourier copy of Phi: the slice Grams (twice Phi's size) are freed.
-    phi_k = _transverse_fft(phi, layout)
-    obs["mean_k"] = _kdiag_orbit_sums(phi_k, phi_k, layout, s)
 
-    n_cut = len(layout.cuts)
-    for name in ("cut_pair", "cut_tr_ggg"):
-        obs[name] = np.empty((n_cut, nx, nx), dtype=complex)
+def _cut_observables(phi, phi_k, s, layout):
+    """The third-order fields on the cuts (fixed slice c, all a and b)."""
+    nx, n_perp, width = phi.shape
+    n_cut = layout.n_cuts
+    obs = {name: np.empty((n_cut, nx, nx), dtype=complex) for name in ("cut_pair", "cut_tr_ggg")}
     for name in ("cut_kdiag_ab_bc", "cut_kdiag_bc_ca"):
         obs[name] = np.empty((n_cut, nx, nx, layout.n_orbits), dtype=complex)
     flat_phi = phi.reshape(nx * n_perp, width)
     tiled_signs = np.tile(s, n_perp)
-    for i, c in enumerate(layout.cuts):
+    for i, c in enumerate(layout.cut_slices):
         g_to_c = (flat_phi @ (s[:, None] * phi[c].conj().T)).reshape(nx, n_perp, n_perp)  # G_bc
         g_flat = g_to_c.reshape(nx, -1)
         obs["cut_pair"][i] = _gram(g_flat, g_flat)  # Tr(G_ac G_cb)
@@ -249,37 +230,105 @@ def sample_observables(modes, layout):
             out = blas.zgemm(1.0, phi[a].T, g_to_c[a].T, trans_b=2, c=lam[a].T, overwrite_c=1)
             if not np.shares_memory(out, lam):  # pragma: no cover - f2py copied
                 lam[a] = out.T
-        lam_flat = lam.reshape(nx, -1)
-        obs["cut_tr_ggg"][i] = _gram(lam_flat, lam_flat, tiled_signs)
-        # G_ab G_bc = Phi_a S L_b^+
+        obs["cut_tr_ggg"][i] = _gram(lam.reshape(nx, -1), lam.reshape(nx, -1), tiled_signs)
+        # G_ab G_bc = Phi_a S L_b^+; the Fourier copy reuses lam's memory
         lam_k = transverse_fft(lam, layout.Ny, layout.Nz, axis=1, overwrite=True)
+        del lam
         obs["cut_kdiag_ab_bc"][i] = _kdiag_orbit_sums(phi_k, lam_k, layout, s)
         del lam_k
-        del lam, lam_flat
         # (G_bc G_ca)~_kk = sum_q G~_bc(k,q) conj(G~_ac(k,q))
         g_tilde = _transverse_ifft(_transverse_fft(g_to_c, layout, axis=1), layout, axis=2)
+        del g_to_c
         obs["cut_kdiag_bc_ca"][i] = _kdiag_orbit_sums(g_tilde, g_tilde, layout).transpose(1, 0, 2)
-        del g_to_c, g_tilde
+        del g_tilde
+    return obs
 
-    # (G^2)_ac = Phi_a (S K S) Phi_c^+; with S K S = F F^+, F = S R^+ (K = R^+ R), the
-    # k-diagonal is a Gram of Phi~ F, and Phi~ F costs half a product by ztrmm. Done last:
-    # ztrmm overwrites Phi~ in place.
+
+def _diagonal_blocks(phi_k, s, layout):
+    """Coinciding-slice fields for the split of m3 (``layout.m3_split``).
+
+    Returns the fields ``diag_tr_g3`` (Tr G_aa^3) and ``diag_kdiag_aa_ac`` (orbit sums of
+    (U^+ G_aa G_ac U)_kk), and the Fourier blocks ``G~_aa`` (Nx, N_perp, N_perp) that the
+    last field, ``diag_tr_g_g2``, needs once (G^2)_aa is known (`_g2_step`).
+    """
+    nx, n_perp, width = phi_k.shape
+    g_aa = np.empty((nx, n_perp, n_perp), dtype=complex)
+    tr_cube = np.empty(nx)
+    lifted = np.empty_like(phi_k)  # G~_aa Phi~_a S, so that (G_aa G_ac)~ = lifted_a Phi~_c^+
+    for a in range(nx):
+        weighted = phi_k[a] * s
+        g_aa[a] = weighted @ phi_k[a].conj().T
+        np.matmul(g_aa[a], weighted, out=lifted[a])
+        tr_cube[a] = np.sum((g_aa[a] @ g_aa[a]) * g_aa[a].T).real
+    kdiag = _kdiag_orbit_sums(lifted, phi_k, layout)
+    return {"diag_tr_g3": tr_cube, "diag_kdiag_aa_ac": kdiag}, g_aa
+
+
+def _g2_step(phi_k, k_total, s, layout):
+    """``g2_kdiag`` (orbit sums of (U^+ (G^2)_ac U)_kk) and the factors of (G^2)~_ac.
+
+    (G^2)_ac = Phi_a (S K S) Phi_c^+; with S K S = F F^+, F = S R^+ (K = R^+ R), the
+    k-diagonal is a Gram of Phi~ F, and Phi~ F costs half a product by ztrmm, which overwrites
+    ``phi_k`` in place: this step consumes ``phi_k``. Returns ``(g2_kdiag, left, right)`` with
+    (G^2)~_ac = left_a right_c^+.
+    """
+    nx, n_perp, width = phi_k.shape
     try:
         chol = scipy.linalg.cholesky(k_total, lower=False, check_finite=False)
         # (Phi~ S R^+)^T = conj(R) S Phi~^T: a left triangular product on the Fortran view
         half_t = blas.ztrmm(1.0, np.asfortranarray(chol.conj() * s), phi_k.reshape(-1, width).T,
                             side=0, lower=0, trans_a=0, overwrite_b=1)
         half = half_t.T.reshape(nx, n_perp, width)
-        obs["g2_kdiag"] = _kdiag_orbit_sums(half, half, layout)
+        return _kdiag_orbit_sums(half, half, layout), half, half
     except np.linalg.LinAlgError:  # numerically singular K: fall back to the full product
         half = np.matmul(phi_k, s[:, None] * k_total * s[None, :])
-        obs["g2_kdiag"] = _kdiag_orbit_sums(half, phi_k, layout)
-    del half, phi_k
+        return _kdiag_orbit_sums(half, phi_k, layout), half, phi_k
 
-    t = modes.transmission_right
-    tt = t @ t.conj().T
+
+def _trace_g_g2_diagonal(g_aa, left, right):
+    """``sum_a Tr(G_aa (G^2)_aa)`` from the Fourier blocks (both Hermitian: a real number)."""
+    total = 0.0
+    for a in range(len(g_aa)):
+        g2_aa = left[a] @ right[a].conj().T
+        total += float(np.sum(g_aa[a] * g2_aa.conj()).real)
+    return total
+
+
+def transport_observables(transmission):
+    """``g``, ``g_sq``, ``fano_num`` of the right incomers' transmission matrix."""
+    tt = transmission @ transmission.conj().T
     g = float(np.trace(tt).real)
-    obs["g"] = g
-    obs["g_sq"] = g * g
-    obs["fano_num"] = g - float(np.sum(np.abs(tt) ** 2))
+    return {"g": g, "g_sq": g * g, "fano_num": g - float(np.sum(np.abs(tt) ** 2))}
+
+
+def sample_observables(modes, layout):
+    """All per-sample observables of one disorder sample.
+
+    Parameters
+    ----------
+    modes : anderson_mpi.system.ModeMatrices
+    layout : Layout
+
+    Returns
+    -------
+    dict
+        name -> array, with the names, shapes and meanings of
+        `anderson_mpi.schema.block_fields` for this layout.
+    """
+    phi, s = modes.phi, modes.signature
+    obs, k_total = _slice_gram_observables(phi, s)
+    obs["tr_g3"] = _trace_g_cubed(k_total, s)
+    phi_k = _transverse_fft(phi, layout)
+    obs["mean_k"] = _kdiag_orbit_sums(phi_k, phi_k, layout, s)
+    obs.update(_cut_observables(phi, phi_k, s, layout))
+    g_aa = None
+    if layout.m3_split:
+        diag, g_aa = _diagonal_blocks(phi_k, s, layout)
+        obs.update(diag)
+    obs["g2_kdiag"], left, right = _g2_step(phi_k, k_total, s, layout)
+    del phi_k  # overwritten by _g2_step
+    if g_aa is not None:
+        obs["diag_tr_g_g2"] = _trace_g_g2_diagonal(g_aa, left, right)
+    del left, right, g_aa
+    obs.update(transport_observables(modes.transmission_right))
     return obs

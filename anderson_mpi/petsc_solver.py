@@ -56,13 +56,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .gneq import E_MINUS, E_PLUS, ModeMatrices, check_energies
-from .model import (DEFAULT_HOPPING, _ring_hopping, check_hopping, check_potential,
-                    lead_modes)
-from .transfer import ScatteringStates
+from .system import (DEFAULT_HOPPING, E_MINUS, E_PLUS, ModeMatrices, ScatteringSetup,
+                     ScatteringStates, _ring_hopping, check_potential, flux_error)
 
-__all__ = ["petsc_scattering_states", "petsc_mode_matrices", "local_surface_solve",
-           "slice_partition", "LocalSolution"]
+__all__ = ["petsc_scattering_states", "petsc_mode_matrices", "solve_mode_matrices",
+           "local_surface_solve", "slice_partition", "LocalSolution"]
 
 
 def _petsc():
@@ -209,7 +207,7 @@ class _Factorization:
     every rank, never left to the garbage collector.
     """
 
-    def __init__(self, V, energy, hopping, comm, bounds):
+    def __init__(self, V, modes, hopping, comm, bounds):
         PETSc = _petsc()
         self.PETSc = PETSc
         self.comm = comm
@@ -218,10 +216,9 @@ class _Factorization:
         self.first, self.last = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
         self.n_local = (self.last - self.first) * n_perp
         self.n_global = Nx * n_perp
-        modes = lead_modes(Ny, Nz, energy, hopping)
         self.modes = modes
-        sigma = (modes.U * (-hopping[0] * modes.phase)) @ modes.U.conj().T
-        rows = _local_rows(V, energy, hopping, sigma, self.first, self.last)
+        sigma = -hopping[0] * modes.surface_ratio   # Sigma = -tx U diag(exp(i kx)) U^+
+        rows = _local_rows(V, modes.energy, hopping, sigma, self.first, self.last)
         int_type = PETSc.IntType
         self.A = self.ksp = self.pc = self.F = None
         try:
@@ -408,7 +405,7 @@ class LocalSolution:
     mumps_mb: list
 
 
-def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None, out=None):
+def local_surface_solve(V, requests, setup, comm=None, out=None):
     """Distributed scattering states, kept distributed: each rank returns its own slices.
 
     This is the memory-scalable core of the solver (the public functions gather its result on
@@ -418,10 +415,10 @@ def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None, out=Non
     ----------
     V : ndarray (Nx, Ny, Nz), float
     requests : list of (str, float)
-        ``(lead, energy)`` pairs; the result's columns are the ``N_perp`` incoming modes of
-        each request, in order. Consecutive requests at the same energy share one
-        factorization and one multi-RHS solve.
-    hopping : (tx, ty, tz)
+        ``(lead, energy)`` pairs, energies among the setup's; the result's columns are the
+        ``N_perp`` incoming modes of each request, in order. Consecutive requests at the same
+        energy share one factorization and one multi-RHS solve.
+    setup : anderson_mpi.system.ScatteringSetup
     comm : mpi4py communicator, optional
         Collective over ``comm``; ``None`` means ``MPI.COMM_WORLD``.
     out : ndarray (last - first, N_perp, N_perp * len(requests)), complex, optional
@@ -451,7 +448,7 @@ def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None, out=Non
         group = [requests[i][0]]
         while i + len(group) < len(requests) and requests[i + len(group)][1] == energy:
             group.append(requests[i + len(group)][0])
-        factor = _Factorization(V, energy, hopping, comm, bounds)
+        factor = _Factorization(V, setup.lead_at(energy), setup.hopping, comm, bounds)
         try:
             rhs = _surface_rhs(factor.modes)
             blocks = [(Nx - 1 if lead == "R" else 0, rhs) for lead in group]
@@ -464,13 +461,13 @@ def local_surface_solve(V, requests, hopping=DEFAULT_HOPPING, comm=None, out=Non
     return LocalSolution(psi=psi, first=first, last=last, bounds=bounds, mumps_mb=mumps_mb)
 
 
-def _solve_and_gather(V, requests, hopping, comm):
+def _solve_and_gather(V, requests, setup, comm):
     """`local_surface_solve` written into the full array, then gathered in place on all ranks."""
     Nx, Ny, Nz = V.shape
     n_perp = Ny * Nz
     bounds = slice_partition(Nx, comm.size)
     full = np.empty((Nx, n_perp, n_perp * len(requests)), dtype=complex)
-    local_surface_solve(V, requests, hopping, comm,
+    local_surface_solve(V, requests, setup, comm,
                         out=full[bounds[comm.rank]:bounds[comm.rank + 1]])
     return _allgather_slices_inplace(comm, full, bounds)
 
@@ -485,9 +482,32 @@ def _amplitudes(psi, lead, modes):
     return transmission, reflection
 
 
-def _flux_error(t, r):
-    flux = t.conj().T @ t + r.conj().T @ r
-    return float(np.max(np.abs(flux - np.eye(len(flux)))))
+def solve_states(V, setup, energy, lead, comm=None):
+    """`ScatteringStates` of a validated ``V`` at one of the setup's energies (collective)."""
+    comm = _world(comm)
+    _check_same_everywhere(comm, V, V.shape, float(energy), lead, setup.hopping)
+    psi = _solve_and_gather(V, [(lead, energy)], setup, comm)
+    transmission, reflection = _amplitudes(psi, lead, setup.lead_at(energy))
+    return ScatteringStates(psi=psi, transmission=transmission, reflection=reflection,
+                            lead=lead, energy=float(energy))
+
+
+def solve_mode_matrices(V, setup, comm=None):
+    """Stacked mode matrices of a validated ``V`` by the distributed solver (collective).
+
+    Same result type and layout as `anderson_mpi.transfer.solve_mode_matrices`: right
+    incomers at E+, left incomers at E-. Two factorizations (one per energy; one only if the
+    energies are equal, then both leads are solved against it at once).
+    """
+    comm = _world(comm)
+    _check_same_everywhere(comm, V, V.shape, setup.e_plus, setup.e_minus, setup.hopping)
+    phi = _solve_and_gather(V, [("R", setup.e_plus), ("L", setup.e_minus)], setup, comm)
+    n_perp = setup.n_perp
+    t_r, r_r = _amplitudes(phi[:, :, :n_perp], "R", setup.lead_plus)
+    t_l, r_l = _amplitudes(phi[:, :, n_perp:], "L", setup.lead_minus)
+    return ModeMatrices(phi=phi, signature=setup.signature, transmission_right=t_r,
+                        reflection_right=r_r,
+                        unitarity_error=max(flux_error(t_r, r_r), flux_error(t_l, r_l)))
 
 
 def petsc_scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING, comm=None):
@@ -523,25 +543,17 @@ def petsc_scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING, comm=None)
         If MUMPS fails (e.g. a singular matrix).
     """
     V = check_potential(V)
-    hopping = check_hopping(hopping)
     if lead not in ("L", "R"):
         raise ValueError(f"lead must be 'L' or 'R', got {lead!r}")
-    energy = float(energy)
-    modes = lead_modes(V.shape[1], V.shape[2], energy, hopping)
-    comm = _world(comm)
-    _check_same_everywhere(comm, V, V.shape, energy, lead, hopping)
-    psi = _solve_and_gather(V, [(lead, energy)], hopping, comm)
-    transmission, reflection = _amplitudes(psi, lead, modes)
-    return ScatteringStates(psi=psi, transmission=transmission, reflection=reflection,
-                            lead=lead, energy=energy)
+    setup = ScatteringSetup.build(V.shape, hopping, energy, energy)
+    return solve_states(V, setup, setup.e_plus, lead, comm)
 
 
 def petsc_mode_matrices(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MINUS, comm=None):
     """Stacked mode matrices ``Phi_a`` of ``V`` by the distributed solver (PETSc/MUMPS).
 
-    Same layout as `anderson_mpi.gneq.mode_matrices`: right incomers at ``e_plus``, left
-    incomers at ``e_minus``. Two factorizations (one per energy; one only if the energies are
-    equal, then both leads are solved against it at once).
+    Same layout as `anderson_mpi.transfer.mode_matrices` (`solve_mode_matrices` with a setup
+    built from the plain arguments).
 
     Parameters
     ----------
@@ -565,17 +577,4 @@ def petsc_mode_matrices(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MIN
         If MUMPS fails.
     """
     V = check_potential(V)
-    hopping = check_hopping(hopping)
-    Nx, Ny, Nz = V.shape
-    check_energies(Ny, Nz, hopping, e_plus, e_minus)
-    e_plus, e_minus = float(e_plus), float(e_minus)
-    comm = _world(comm)
-    _check_same_everywhere(comm, V, V.shape, e_plus, e_minus, hopping)
-    phi = _solve_and_gather(V, [("R", e_plus), ("L", e_minus)], hopping, comm)
-    n_perp = Ny * Nz
-    t_r, r_r = _amplitudes(phi[:, :, :n_perp], "R", lead_modes(Ny, Nz, e_plus, hopping))
-    t_l, r_l = _amplitudes(phi[:, :, n_perp:], "L", lead_modes(Ny, Nz, e_minus, hopping))
-    signature = np.concatenate([np.ones(n_perp), -np.ones(n_perp)])
-    return ModeMatrices(phi=phi, signature=signature, transmission_right=t_r,
-                        reflection_right=r_r,
-                        unitarity_error=max(_flux_error(t_r, r_r), _flux_error(t_l, r_l)))
+    return solve_mode_matrices(V, ScatteringSetup.build(V.shape, hopping, e_plus, e_minus), comm)

@@ -1,44 +1,41 @@
-"""The result file of one run: schema, parallel writes, checkpoint and resume.
+"""The result file of one run: parallel writes, checkpoint and resume (layout: `schema`).
 
 One HDF5 file per run, opened by all ranks with h5py's ``mpio`` driver. Every dataset is
 created when the file is created (collectively) and is never resized, and no attribute is
-written after that, so the file's metadata is final and flushed before the first sample.
-A run afterwards writes raw data only: block rows, then (after a flush) their ``done``
-flags. A job killed at any moment therefore leaves a readable file whose ``done`` blocks
-are complete; the blocks in flight are simply not marked done.
+written after that, so the file's metadata is final and flushed before the first sample. A
+new file is built under a temporary name (``<name>.h5.partial``) and renamed when its
+metadata is on disk, so a job killed while creating it leaves no half-made ``.h5``.
+Afterwards a run writes raw data only: block rows with their records, then (after a flush)
+their ``done`` flags. A job killed at any moment therefore leaves a readable file whose done
+blocks are complete; the blocks in flight are simply not marked done.
 
-Layout (schema 1)::
-
-    /                       attrs: schema_version, code_version, job_toml, run (JSON),
-                                   physics (JSON), created, n_blocks, block_size, samples
-    /layout/x               (Nx,)   slice coordinates (ix + 1/2) / Nx
-    /layout/orbit_index     (N_perp,) k orbit of each transverse mode
-    /layout/orbit_size      (n_orb,)
-    /layout/cut_slices      (n_cut,) slice index c of each cut
-    /layout/cut_fractions   (n_cut,) the job's cut fractions z
-    /blocks/<field>         (n_blocks, ...) per-block sums of each per-sample observable
-    /blocks/n_samples       (n_blocks,) samples in the block
-    /blocks/unitarity_max   (n_blocks,) worst unitarity error in the block
-    /blocks/done            (n_blocks,) int8, 1 once the block's row is on disk
-    /samples_done           ()       samples in done blocks
-    /totals/<field>         sums over all blocks (MPI Allreduce at the end)
-    /totals/n_samples       ()
-    /totals/valid           () int8, 1 once /totals is written
-
-Field meanings: `anderson_mpi.moments.field_shapes`.
+The totals are summed in a fixed order that does not depend on the number of ranks: the
+counted blocks are cut into `TOTAL_CHUNKS` consecutive chunks, each summed in block order by
+one rank, and the chunk sums meet in an MPI Allreduce in which every entry has exactly one
+nonzero contribution (adding zeros is exact), then are added in chunk order.
 """
 from __future__ import annotations
 
 import datetime
 import json
+import os
+import shutil
+from dataclasses import dataclass
 
 import numpy as np
 
+from . import schema
 from ._version import __version__
-from .config import SCHEMA_VERSION
-from .moments import field_shapes
+from .parallel import OneLineError
 
-__all__ = ["require_parallel_h5py", "RunFile", "read_physics", "read_summary"]
+__all__ = ["require_parallel_h5py", "StoreError", "BlockResult", "RunFile", "read_physics",
+           "read_summary", "TOTAL_CHUNKS"]
+
+TOTAL_CHUNKS = 8
+
+
+class StoreError(OneLineError, RuntimeError):
+    """A result file that cannot be written (one line: the file and the cause)."""
 
 
 def require_parallel_h5py():
@@ -50,11 +47,40 @@ def require_parallel_h5py():
     return h5py
 
 
+def write_failure(path, what, err):
+    """A `StoreError` that names the file and the cause (disk full says so, with the free space)."""
+    cause = f"{type(err).__name__}: {err}"
+    try:
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    except OSError:
+        free = None
+    if free is not None and free < 16 * 2**20:
+        cause = f"no space left on the device ({free / 2**20:.1f} MiB free); {cause}"
+    return StoreError(f"{path}: cannot {what}: {cause}")
+
+
+@dataclass
+class BlockResult:
+    """One finished seed block, as the computing rank hands it to the file."""
+
+    block: int
+    sums: dict
+    n_samples: int
+    unitarity_max: float
+    seconds: float
+    rank: int
+
+
 def read_physics(path):
-    """The stored run physics (dict) of an existing result file, serially, read-only."""
-    import h5py
-    with h5py.File(path, "r") as f:
+    """The stored run physics (dict) of an existing result file, serially, read-only.
+
+    Raises `anderson_mpi.schema.SchemaError` for a file of another schema version.
+    """
+    f = schema.open_result(path)
+    try:
         return json.loads(f.attrs["physics"])
+    finally:
+        f.close()
 
 
 class RunFile:
@@ -62,105 +88,125 @@ class RunFile:
 
     Parameters
     ----------
-    path : str
     run : anderson_mpi.config.Run
     layout : anderson_mpi.moments.Layout
     comm : mpi4py.MPI.Comm
     job_text : str
         The job's full TOML, stored verbatim.
     resume : bool
-        Open an existing file (its physics was checked by the caller) instead of creating one.
+        Open the existing file (its physics was checked by the caller) instead of creating one.
+    n_open : (int, int)
+        Open channels at E+ and E- (stored in /layout).
+
+    Attributes
+    ----------
+    attempt : int
+        This start of the run (1 for a new file, the stored count + 1 on resume).
     """
 
-    def __init__(self, path, run, layout, comm, job_text="", resume=False):
-        h5py = require_parallel_h5py()
+    def __init__(self, run, layout, comm, job_text="", resume=False, n_open=None):
+        self.h5py = require_parallel_h5py()
         self.comm = comm
-        self.path = path
-        self.fields = field_shapes(layout)
-        n_blocks = run.n_blocks
+        self.path = run.path
+        self.fields = schema.block_fields(layout)
         if resume:
-            self.file = h5py.File(path, "r+", driver="mpio", comm=comm)
-            return
-        f = self.file = h5py.File(path, "w", driver="mpio", comm=comm)
-        f.attrs.update({
-            "schema_version": SCHEMA_VERSION, "code_version": __version__,
-            "job_toml": job_text, "run": run.to_json(),
+            self.file = self.h5py.File(self.path, "r+", driver="mpio", comm=comm)
+            schema.check_version(self.file, self.path)
+            schema.fields_in_file(self.file, self.path)
+        else:
+            self._create(run, layout, job_text, n_open or (layout.n_perp, layout.n_perp))
+        attempts = self.file["attempts"]
+        self.attempt = int(attempts[()]) + 1
+        comm.Barrier()  # every rank has read the count before rank 0 raises it
+        if comm.rank == 0:
+            attempts[()] = self.attempt
+        self.file.flush()
+
+    def _create(self, run, layout, job_text, n_open):
+        partial = self.path + ".partial"
+        attrs = {
+            "code_version": __version__, "job_toml": job_text, "run": run.to_json(),
             "physics": json.dumps(run.physics(), sort_keys=True),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "n_blocks": n_blocks, "block_size": run.block_size, "samples": run.samples,
-        })
-        make = dict(track_times=False)
-        layout_group = f.create_group("layout")
-        for name, value in (("x", (np.arange(run.Nx) + 0.5) / run.Nx),
-                            ("orbit_index", layout.orbit_index), ("orbit_size", layout.orbit_size),
-                            ("cut_slices", layout.cuts), ("cut_fractions", np.asarray(run.cuts, float))):
-            layout_group.create_dataset(name, data=np.asarray(value), **make)
-        blocks, totals = f.create_group("blocks"), f.create_group("totals")
-        for name, (shape, dtype) in self.fields.items():
-            blocks.create_dataset(name, shape=(n_blocks,) + shape, dtype=dtype, **make)
-            totals.create_dataset(name, shape=shape, dtype=dtype, **make)
-        blocks.create_dataset("n_samples", shape=(n_blocks,), dtype=np.int64, **make)
-        blocks.create_dataset("unitarity_max", shape=(n_blocks,), dtype=np.float64, **make)
-        blocks.create_dataset("done", shape=(n_blocks,), dtype=np.int8, fillvalue=0, **make)
-        f.create_dataset("samples_done", shape=(), dtype=np.int64, fillvalue=0, **make)
-        totals.create_dataset("n_samples", shape=(), dtype=np.int64, fillvalue=0, **make)
-        totals.create_dataset("valid", shape=(), dtype=np.int8, fillvalue=0, **make)
-        # Zero-initialize the flags explicitly: parallel HDF5 allocates early but may skip fills.
-        if comm.rank == 0:
-            blocks["done"][...] = 0
-            f["samples_done"][()] = 0
-            totals["valid"][()] = 0
-        f.flush()
+            "n_blocks": run.n_blocks, "block_size": run.block_size, "samples": run.samples,
+        }
+        try:
+            f = self.file = self.h5py.File(partial, "w", driver="mpio", comm=self.comm)
+            schema.create_datasets(f, attrs, schema.layout_datasets(run, layout, n_open), layout,
+                                   run.n_blocks)
+            # Zero the flags explicitly: parallel HDF5 allocates early but may skip fills.
+            if self.comm.rank == 0:
+                f["blocks/done"][...] = 0
+                f["attempts"][()] = 0
+                f["totals/valid"][()] = 0
+            f.flush()
+        except OSError as err:
+            raise write_failure(partial, "create the result file", err) from None
+        self.comm.Barrier()
+        if self.comm.rank == 0:
+            os.replace(partial, self.path)  # the open handles follow the file
+        self.comm.Barrier()
 
-    def done_blocks(self):
-        return np.flatnonzero(self.file["blocks/done"][...] == 1)
+    def counted_blocks(self):
+        blocks = self.file["blocks"]
+        return schema.counted_blocks(blocks["done"][...], blocks["n_samples"][...])
 
     def write_round(self, finished):
-        """Collective: write this rank's finished blocks, flush, then mark them done.
+        """Collective: write this rank's finished blocks with their records, flush, then flag them.
 
         Parameters
         ----------
-        finished : list of (block, sums, n_samples, unitarity_max)
+        finished : list of BlockResult
             Possibly empty (a rank with no block in this round still takes part).
         """
+        import time
         blocks = self.file["blocks"]
-        for block, sums, n, worst in finished:
-            for name in self.fields:
-                blocks[name][block] = sums[name]
-            blocks["n_samples"][block] = n
-            blocks["unitarity_max"][block] = worst
-        self.file.flush()  # rows on disk before any flag says so
-        for block, *_ in finished:
-            blocks["done"][block] = 1
-        count = self.comm.allreduce(sum(n for _, _, n, _ in finished))
-        if self.comm.rank == 0:
-            self.file["samples_done"][()] = self.file["samples_done"][()] + count
-        self.file.flush()
+        try:
+            for res in finished:
+                for name in self.fields:
+                    blocks[name][res.block] = res.sums[name]
+                for name, value in (("n_samples", res.n_samples), ("unitarity_max", res.unitarity_max),
+                                    ("seconds", res.seconds), ("rank", res.rank),
+                                    ("attempt", self.attempt), ("finished", time.time())):
+                    blocks[name][res.block] = value
+            self.file.flush()  # rows on disk before any flag says so
+            for res in finished:
+                blocks["done"][res.block] = 1
+            self.file.flush()
+        except OSError as err:
+            which = ", ".join(str(r.block) for r in finished)
+            raise write_failure(self.path, f"write block(s) {which}", err) from None
 
     def finalize(self):
-        """Collective: MPI Allreduce of the done blocks' sums into /totals."""
+        """Collective: the sums of the counted blocks into /totals, in a rank-independent order."""
         from mpi4py import MPI
-        done = self.done_blocks()
-        mine = done[self.comm.rank::self.comm.size]
+        counted = self.counted_blocks()
+        chunks = np.array_split(counted, min(TOTAL_CHUNKS, max(len(counted), 1)))
+        mine = range(self.comm.rank, len(chunks), self.comm.size)
         blocks = self.file["blocks"]
         totals = {}
-        for name, (shape, dtype) in self.fields.items():
-            local = np.zeros(shape, dtype=dtype)
-            for block in mine:
-                local += blocks[name][block]
-            total = np.empty_like(local)
-            self.comm.Allreduce(local, total, op=MPI.SUM)
+        for name, spec in self.fields.items():
+            partial = np.zeros((len(chunks),) + spec.shape, dtype=spec.dtype)
+            for c in mine:
+                for block in chunks[c]:  # block order within a chunk
+                    partial[c] += blocks[name][block]
+            self.comm.Allreduce(MPI.IN_PLACE, partial, op=MPI.SUM)  # one nonzero term per entry
+            total = np.zeros(spec.shape, dtype=spec.dtype)
+            for c in range(len(chunks)):
+                total += partial[c]
             totals[name] = total
-        n_total = self.comm.allreduce(int(blocks["n_samples"][mine].sum()) if len(mine) else 0)
-        if self.comm.rank == 0:
-            for name, total in totals.items():
-                self.file["totals"][name][...] = total
-            self.file["totals/n_samples"][()] = n_total
-            self.file["samples_done"][()] = n_total
-        self.file.flush()
-        if self.comm.rank == 0:
-            self.file["totals/valid"][()] = 1
-        self.file.flush()
+        n_total = int(blocks["n_samples"][...][counted].sum()) if len(counted) else 0
+        try:
+            if self.comm.rank == 0:
+                for name, total in totals.items():
+                    self.file["totals"][name][...] = total
+                self.file["totals/n_samples"][()] = n_total
+            self.file.flush()
+            if self.comm.rank == 0:
+                self.file["totals/valid"][()] = 1
+            self.file.flush()
+        except OSError as err:
+            raise write_failure(self.path, "write /totals", err) from None
         return totals, n_total
 
     def close(self):
@@ -168,31 +214,42 @@ class RunFile:
 
 
 def read_summary(path):
-    """Serial read of a result file's state and headline numbers (for ``anderson-mpi info``)."""
-    import h5py
-    with h5py.File(path, "r") as f:
+    """Serial read of a result file's state and headline numbers (for ``anderson-mpi info``).
+
+    Raises `anderson_mpi.schema.SchemaError` for a file that is not of this schema.
+    """
+    f = schema.open_result(path)
+    try:
         run = json.loads(f.attrs["run"])
-        done = f["blocks/done"][...] == 1
-        n = f["blocks/n_samples"][...][done]
+        blocks = f["blocks"]
+        counted = schema.counted_blocks(blocks["done"][...], blocks["n_samples"][...])
+        n = blocks["n_samples"][...][counted]
         samples = int(n.sum())
+        seconds = blocks["seconds"][...][counted]
         summary = {
             "path": str(path), "schema_version": int(f.attrs["schema_version"]),
             "code_version": str(f.attrs["code_version"]), "created": str(f.attrs["created"]),
-            "run": run, "n_blocks": int(f.attrs["n_blocks"]), "blocks_done": int(done.sum()),
+            "run": run, "n_blocks": int(f.attrs["n_blocks"]), "blocks_done": int(len(counted)),
             "samples": int(f.attrs["samples"]), "samples_done": samples,
-            "complete": bool(done.all() and f["totals/valid"][()] == 1),
-            "unitarity_max": float(f["blocks/unitarity_max"][...][done].max()) if samples else None,
+            "attempts": int(f["attempts"][()]),
+            "n_open": [int(v) for v in f["layout/n_open"][...]],
+            "complete": bool(len(counted) == int(f.attrs["n_blocks"]) and f["totals/valid"][()] == 1),
+            "unitarity_max": float(blocks["unitarity_max"][...][counted].max()) if samples else None,
+            "compute_seconds": float(seconds.sum()),
+            "seconds_per_sample": float(seconds.sum() / samples) if samples else None,
         }
         if samples:
-            g = f["blocks/g"][...][done].sum()
-            g_sq = f["blocks/g_sq"][...][done].sum()
+            g = blocks["g"][...][counted].sum()
+            g_sq = blocks["g_sq"][...][counted].sum()
             summary["conductance_mean"] = g / samples
             summary["conductance_var"] = (g_sq / samples - (g / samples) ** 2) * samples / max(samples - 1, 1)
-            summary["fano"] = float(f["blocks/fano_num"][...][done].sum() / g)
-            # g1 slope: least squares of C1(x) = Tr G_aa / N_perp against x
+            summary["fano"] = float(blocks["fano_num"][...][counted].sum() / g)
+            # g1 slope: unweighted least squares of C1(x) = Tr G_aa / N_perp against x
             x = f["layout/x"][...]
-            c1 = f["blocks/tr_g"][...][done].sum(axis=0) / samples / (run["Ny"] * run["Nz"])
+            c1 = blocks["tr_g"][...][counted].sum(axis=0) / samples / (run["Ny"] * run["Nz"])
             slope, intercept = np.polyfit(x, c1, 1)
             summary["g1_slope"] = float(slope)
             summary["g1_intercept"] = float(intercept)
         return summary
+    finally:
+        f.close()

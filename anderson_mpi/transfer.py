@@ -6,63 +6,21 @@ Forward pass: only the ratios ``X_x = Psi_x Psi_{x+1}^{-1}`` are propagated,
 in that direction (the paper's forward rebuild diverged for long samples).
 Left incomers are right incomers of the mirrored sample.
 
-Pure numpy/scipy: arrays in, arrays out.
+The engine consumes a `anderson_mpi.system.ScatteringSetup` (built once per run) and
+returns the result types of `anderson_mpi.system`. Pure numpy/scipy: arrays in, arrays out.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from scipy.linalg import lapack
 
-from .model import (DEFAULT_HOPPING, check_hopping, check_potential, lead_modes, transverse_fft,
-                    transverse_hopping, transverse_ifft)
+from .system import (DEFAULT_HOPPING, E_MINUS, E_PLUS, ModeMatrices, ScatteringSetup,
+                     ScatteringStates, check_potential, flux_error, transverse_fft, transverse_ifft)
 
-__all__ = ["ScatteringStates", "scattering_states", "right_incoming"]
-
-
-@dataclass
-class ScatteringStates:
-    """Scattering states of one sample at one energy, incoming from one lead.
-
-    Attributes
-    ----------
-    psi : ndarray (Nx, N_perp, N_perp), complex
-        ``psi[ix, iy*Nz+iz, k]``: the state incoming in mode ``k``, unit incoming current.
-    transmission : ndarray (N_perp, N_perp)
-        ``t[k_out, k_in]``, amplitudes into the other lead, current-normalized.
-    reflection : ndarray (N_perp, N_perp)
-        ``r[k_out, k_in]``, amplitudes back into the incoming lead.
-    lead : str
-        ``"L"`` or ``"R"``.
-    energy : float
-    """
-
-    psi: np.ndarray
-    transmission: np.ndarray
-    reflection: np.ndarray
-    lead: str
-    energy: float
-
-    @property
-    def conductance(self):
-        """Dimensionless conductance ``g = Tr t^+ t``."""
-        return float(np.sum(np.abs(self.transmission) ** 2))
-
-    @property
-    def unitarity_error(self):
-        """``max |t^+ t + r^+ r - 1|``: the built-in accuracy check of the recursion."""
-        t, r = self.transmission, self.reflection
-        flux = t.conj().T @ t + r.conj().T @ r
-        return float(np.max(np.abs(flux - np.eye(len(flux)))))
-
-    @property
-    def fano(self):
-        """Shot-noise Fano factor ``Tr[t t^+ (1 - t t^+)] / Tr[t t^+]``."""
-        tt = self.transmission @ self.transmission.conj().T
-        g = np.trace(tt).real
-        return float((g - np.sum(np.abs(tt) ** 2)) / g)
+__all__ = ["right_incoming", "solve_states", "solve_mode_matrices", "scattering_states",
+           "mode_matrices"]
 
 
 @lru_cache(maxsize=64)
@@ -86,30 +44,30 @@ def _invert_inplace(m, lwork):
         m[...] = inv.T
 
 
-def right_incoming(V, energy, hopping=DEFAULT_HOPPING):
+def right_incoming(V, modes, t_perp):
     """Right-incoming states by the renormalized recursion, without input checks.
 
     Parameters
     ----------
-    V : ndarray (Nx, Ny, Nz), float
-    energy : float
-    hopping : (tx, ty, tz)
+    V : ndarray (Nx, Ny, Nz), float, C-contiguous
+    modes : anderson_mpi.system.LeadModes
+        The lead modes at the energy of the states.
+    t_perp : ndarray (N_perp, N_perp)
+        Transverse hopping matrix.
 
     Returns
     -------
     psi : ndarray (Nx, N_perp, N_perp), complex
     transmission, reflection : ndarray (N_perp, N_perp), complex
     """
-    tx = hopping[0]
+    tx, energy = modes.tx, modes.energy
     Nx, Ny, Nz = V.shape
     n_perp = Ny * Nz
-    modes = lead_modes(Ny, Nz, energy, hopping)
-    U, phase = modes.U, modes.phase
-    # X_{-1} = U diag(exp(i kx)) U^+: the left lead carries only outgoing (left-moving) waves.
-    # U is the transverse Fourier matrix: FFTs instead of products.
-    x_prev = transverse_ifft(phase[:, None] * U.conj().T, Ny, Nz, axis=0)
+    phase = modes.phase
+    # X_{-1}: the left lead carries only outgoing (left-moving) waves.
+    x_prev = modes.surface_ratio
     # -(E + T_perp)/tx is the same on every slice; the potential only shifts the diagonal.
-    base = -(transverse_hopping(Ny, Nz, hopping) + energy * np.eye(n_perp)) / tx
+    base = -(t_perp + energy * np.eye(n_perp)) / tx
     onsite = V.reshape(Nx, n_perp) / tx
     diag = np.arange(n_perp)
     lwork = _lapack_workspace(n_perp)
@@ -144,6 +102,48 @@ def right_incoming(V, energy, hopping=DEFAULT_HOPPING):
     return psi, transmission, reflection
 
 
+def _incoming(V, modes, t_perp, lead):
+    if lead == "R":
+        return right_incoming(V, modes, t_perp)
+    # A left incomer is a right incomer of the mirrored sample, mirrored back.
+    psi, t, r = right_incoming(np.ascontiguousarray(V[::-1]), modes, t_perp)
+    return psi[::-1], t, r
+
+
+def solve_states(V, setup, energy, lead):
+    """`ScatteringStates` of a validated ``V`` at one of the setup's energies."""
+    if lead not in ("L", "R"):
+        raise ValueError(f"lead must be 'L' or 'R', got {lead!r}")
+    psi, t, r = _incoming(V, setup.lead_at(energy), setup.t_perp, lead)
+    return ScatteringStates(psi=psi, transmission=t, reflection=r, lead=lead, energy=float(energy))
+
+
+def solve_mode_matrices(V, setup):
+    """Stacked mode matrices of a validated ``V`` (right incomers at E+, left at E-).
+
+    Parameters
+    ----------
+    V : ndarray (Nx, Ny, Nz), float, C-contiguous, of the setup's shape
+    setup : anderson_mpi.system.ScatteringSetup
+
+    Returns
+    -------
+    anderson_mpi.system.ModeMatrices
+    """
+    Nx, Ny, Nz = V.shape
+    n_perp = Ny * Nz
+    phi = np.empty((Nx, n_perp, 2 * n_perp), dtype=complex)
+    psi_r, t_r, r_r = right_incoming(V, setup.lead_plus, setup.t_perp)
+    phi[:, :, :n_perp] = psi_r
+    del psi_r
+    psi_mirror, t_l, r_l = right_incoming(np.ascontiguousarray(V[::-1]), setup.lead_minus, setup.t_perp)
+    phi[:, :, n_perp:] = psi_mirror[::-1]
+    del psi_mirror
+    error = max(flux_error(t_r, r_r), flux_error(t_l, r_l))
+    return ModeMatrices(phi=phi, signature=setup.signature, transmission_right=t_r,
+                        reflection_right=r_r, unitarity_error=error)
+
+
 def scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING):
     """Scattering states of sample ``V`` at ``energy`` incoming from ``lead``.
 
@@ -170,14 +170,28 @@ def scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING):
         Wrong ndim, a size < 1, non-finite V, an unknown lead, or evanescent channels.
     """
     V = check_potential(V)
-    hopping = check_hopping(hopping)
     if lead not in ("L", "R"):
         raise ValueError(f"lead must be 'L' or 'R', got {lead!r}")
-    energy = float(energy)
-    if lead == "R":
-        psi, t, r = right_incoming(V, energy, hopping)
-    else:
-        # A left incomer is a right incomer of the mirrored sample, mirrored back.
-        psi, t, r = right_incoming(np.ascontiguousarray(V[::-1]), energy, hopping)
-        psi = psi[::-1]
-    return ScatteringStates(psi=psi, transmission=t, reflection=r, lead=lead, energy=energy)
+    setup = ScatteringSetup.build(V.shape, hopping, energy, energy)
+    return solve_states(V, setup, setup.e_plus, lead)
+
+
+def mode_matrices(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MINUS, check=True):
+    """Stacked mode matrices ``Phi_a`` of sample ``V`` (right incomers at E+, left at E-).
+
+    Parameters
+    ----------
+    V : array_like (Nx, Ny, Nz)
+    hopping : (tx, ty, tz)
+    e_plus, e_minus : float
+        Energies of the right and left incomers (SPEC: +0.2 and -0.2).
+    check : bool
+        Validate ``V`` (the hopping and energies are always validated: they build the
+        `ScatteringSetup`). A run builds its setup once and calls `solve_mode_matrices`.
+
+    Returns
+    -------
+    ModeMatrices
+    """
+    V = check_potential(V) if check else V
+    return solve_mode_matrices(V, ScatteringSetup.build(V.shape, hopping, e_plus, e_minus))

@@ -22,19 +22,40 @@ def _world(config):
     return MPI.COMM_WORLD.rank, MPI.COMM_WORLD.size
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's tmpdir plugin reads --basetemp
 def pytest_configure(config):
+    if not config.getoption("--with-mpi", default=False):
+        return
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    # A fresh temporary directory per run, one subdirectory per rank, the rank from MPI itself:
+    # launcher variables are not always there (srun) and fixed paths collide between runs/users.
+    if config.option.basetemp is None:
+        import tempfile
+        base = comm.bcast(tempfile.mkdtemp(prefix="anderson-pytest-") if comm.rank == 0 else None)
+        config.option.basetemp = os.path.join(base, f"r{comm.rank}")
+        config._anderson_basetemp = base
     # Under --with-mpi the serial tests run on some ranks only. Start PETSc with
     # PETSC_COMM_WORLD = COMM_SELF on every rank before any test can start it on COMM_WORLD:
     # petsc4py's exit-time garbage cleanup on PETSC_COMM_WORLD does an MPI_Comm_dup, which
     # hangs the job at exit when only some ranks used PETSc.
-    if not config.getoption("--with-mpi", default=False):
-        return
     try:
         import petsc4py
     except ImportError:
         return
-    from mpi4py import MPI
     petsc4py.init(args=[], comm=MPI.COMM_SELF)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove this rank's temporary directory after a passing run (kept for a failing one)."""
+    base = getattr(session.config, "_anderson_basetemp", None)
+    if base and exitstatus == 0:
+        import shutil
+        shutil.rmtree(session.config.option.basetemp, ignore_errors=True)
+        try:
+            os.rmdir(base)  # the last rank to finish removes the parent
+        except OSError:
+            pass
 
 
 def pytest_collection_modifyitems(config, items):
@@ -100,6 +121,28 @@ def kill_tree(pid, sig=9):
             os.kill(p, sig)
         except ProcessLookupError:
             pass
+
+
+def read_progress(result_path, event=None):
+    """The structured progress records of a run (anderson_mpi.progress), oldest first."""
+    from anderson_mpi.progress import progress_path, read_records
+    return read_records(progress_path(str(result_path)), event)
+
+
+def rank_pids(launcher_pid):
+    """``{MPI rank: pid}`` of the ranks under a launcher (from each process's environment)."""
+    ranks = {}
+    for pid in descendants(launcher_pid):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        if b"python" in cmd and b"OMPI_COMM_WORLD_RANK" in env:
+            ranks[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
+    return ranks
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def test_cumulants_equal_brute_force(shape, hopping):
         blocks.append(g)
     n = len(samples)
     means = Means({k: np.asarray(v) / n for k, v in sums.items()}, n)
-    est = cumulants(means, n_perp, layout.orbit_size, layout.cuts)
+    est = cumulants(means, n_perp, layout.orbit_size, layout.cut_slices)
 
     G = np.array(blocks)  # (sample, a, b, p, q)
     U = am.lead_modes(Ny, Nz, 0.2, hopping).U
@@ -62,7 +62,7 @@ def test_cumulants_equal_brute_force(shape, hopping):
     assert np.allclose(est["C1"], C1, atol=1e-12)
     assert np.allclose(est["C2"], C2, atol=1e-12)
     assert est["m2"] == pytest.approx(C2.sum(), abs=1e-11)
-    for i, c in enumerate(layout.cuts):
+    for i, c in enumerate(layout.cut_slices):
         brute = np.array([[c3(a, b, c) for b in range(Nx)] for a in range(Nx)])
         assert np.allclose(est["C3"][i], brute.real, atol=1e-12)
         assert np.allclose(est["C3_imag"][i], brute.imag, atol=1e-12)
@@ -70,6 +70,6 @@ def test_cumulants_equal_brute_force(shape, hopping):
     assert est["m3"] == pytest.approx(m3.real, abs=1e-11)
     # the U(1) maps
     assert np.allclose(est["map1"], [[tr(G[:, a, b].mean(0)) / n_perp for b in range(Nx)] for a in range(Nx)])
-    j = layout.cuts[0]
+    j = layout.cut_slices[0]
     assert np.allclose(est["map2"][0], [[Nx * np.mean([tr(g[a, j] @ g[j, b]) for g in G]) / n_perp**2
                                          for b in range(Nx)] for a in range(Nx)])

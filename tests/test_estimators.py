@@ -25,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.estimators import Replicated, combine, cumulants, jackknife, run_estimates  # noqa: E402
 from analysis.io import ResultsError, discover, open_run  # noqa: E402
-from anderson_mpi.moments import field_shapes, make_layout  # noqa: E402
+from anderson_mpi import schema  # noqa: E402
+from anderson_mpi.config import make_plan  # noqa: E402
+from anderson_mpi.moments import make_layout  # noqa: E402
 
 HOPPING = (1.0, 0.4, 0.4)
 
@@ -42,6 +44,7 @@ class Planted:
 
     def __init__(self, rng, Nx, Ny, Nz, cuts):
         self.layout = make_layout(Nx, Ny, Nz, HOPPING, cuts)
+        self.cuts = list(cuts)
         no = self.layout.n_orbits
         self.mu = np.stack([_hermitian(rng, Nx, 1.5) for _ in range(no)])
         self.A = np.stack([_hermitian(rng, Nx, 0.6) for _ in range(no)])
@@ -55,7 +58,7 @@ class Planted:
         out["C2"] = np.einsum("o,oab->ab", size, np.abs(A) ** 2 + np.abs(B) ** 2) / npp**2
         out["m2"] = out["C2"].sum()
         c3 = []
-        for c in lay.cuts:
+        for c in lay.cut_slices:
             c3.append(2 * np.einsum("o,oab,ob,oa->ab", size, A, A[:, :, c], A[:, c, :]) / npp**3)
         out["C3"] = np.real(np.array(c3))
         out["C3_imag"] = np.imag(np.array(c3))
@@ -63,8 +66,8 @@ class Planted:
         out["map1"] = np.einsum("o,oab->ab", size, mu) / npp
         npp2 = npp**2
         out["map2"] = np.array([self.Nx * np.einsum("o,oa,ob->ab", size, X[:, :, c], X[:, c, :]) / npp2
-                                for c in lay.cuts for X in (mu, A, B)]).reshape(
-            len(lay.cuts), 3, self.Nx, self.Nx).sum(axis=1)
+                                for c in lay.cut_slices for X in (mu, A, B)]).reshape(
+            len(lay.cut_slices), 3, self.Nx, self.Nx).sum(axis=1)
         out["conductance"], out["conductance_var"], out["fano"] = 5.0, 0.25, 0.3
         return out
 
@@ -83,13 +86,13 @@ class Planted:
         c2 = c @ c
         f["g2_kdiag"] = np.einsum("skab,ko->sabo", c2, ind)
         f["tr_g3"] = np.einsum("skab,skba->s", c2, c).real
-        nc = len(lay.cuts)
+        nc = len(lay.cut_slices)
         shape = (S, nc, self.Nx, self.Nx)
         for name in ("cut_pair", "cut_tr_ggg"):
             f[name] = np.empty(shape, complex)
         for name in ("cut_kdiag_ab_bc", "cut_kdiag_bc_ca"):
             f[name] = np.empty(shape + (lay.n_orbits,), complex)
-        for i, cc in enumerate(lay.cuts):
+        for i, cc in enumerate(lay.cut_slices):
             to_c, from_c = c[:, :, :, cc], c[:, :, cc, :]  # [s,k,a] = G_ac, [s,k,b] = G_cb
             f["cut_pair"][:, i] = np.einsum("ska,skb->sab", to_c, from_c)
             f["cut_tr_ggg"][:, i] = np.einsum("skab,skb,ska->sab", c, to_c, from_c)
@@ -108,32 +111,31 @@ def block_sums(per_sample, sizes):
 
 
 def write_synthetic_file(path, planted, sums, n_per_block, done=None, valid=True, W=6.0):
-    """A result file in the layout of anderson_mpi.store (serial h5py, no mpio driver)."""
+    """A result file written through `anderson_mpi.schema`, as `anderson_mpi.store` writes one
+    (serial h5py instead of mpio): a change of the layout reaches these tests too."""
     lay = planted.layout
-    shapes = field_shapes(lay)
     n_blocks = len(n_per_block)
     done = np.ones(n_blocks, np.int8) if done is None else np.asarray(done, np.int8)
-    run = {"geometry": "cube", "Nx": lay.Nx, "Ny": lay.Ny, "Nz": lay.Nz, "W": W,
-           "samples": int(np.sum(n_per_block)), "block_size": int(max(n_per_block)),
-           "hopping": list(HOPPING), "cuts": [0.3, 0.6], "e_plus": 0.2, "e_minus": -0.2}
+    run = make_plan({"geometry": "quasi1d", "sizes": [lay.Nx], "transverse": [lay.Ny, lay.Nz],
+                     "W": [W], "samples": int(np.sum(n_per_block)), "block_size": int(max(n_per_block)),
+                     "cuts": list(planted.cuts), "hopping": list(HOPPING)}, "synthetic")[0]
+    run_json = json.loads(run.to_json())
+    run_json["geometry"] = "cube"  # the estimators only read geometry, sizes and W
+    attrs = {"code_version": "test", "job_toml": "", "run": json.dumps(run_json),
+             "physics": json.dumps(run.physics()), "created": "test", "n_blocks": n_blocks,
+             "block_size": run.block_size, "samples": run.samples}
     with h5py.File(path, "w") as f:
-        f.attrs.update({"schema_version": 1, "run": json.dumps(run), "samples": run["samples"],
-                        "n_blocks": n_blocks, "block_size": run["block_size"]})
-        f["layout/x"] = (np.arange(lay.Nx) + 0.5) / lay.Nx
-        f["layout/orbit_index"] = lay.orbit_index
-        f["layout/orbit_size"] = lay.orbit_size
-        f["layout/cut_slices"] = lay.cuts
-        f["layout/cut_fractions"] = np.array([0.3, 0.6])
-        for name, (shape, dtype) in shapes.items():
-            assert sums[name].shape == (n_blocks,) + shape, name  # same layout as the real files
-            f[f"blocks/{name}"] = sums[name].astype(dtype)
-            f[f"totals/{name}"] = sums[name][done == 1].sum(axis=0).astype(dtype)
-        f["blocks/n_samples"] = np.asarray(n_per_block, np.int64)
-        f["blocks/unitarity_max"] = np.zeros(n_blocks)
-        f["blocks/done"] = done
-        f["samples_done"] = int(np.sum(np.asarray(n_per_block)[done == 1]))
-        f["totals/n_samples"] = f["samples_done"][()]
-        f["totals/valid"] = np.int8(1 if valid else 0)
+        schema.create_datasets(f, attrs, schema.layout_datasets(run, lay, (lay.n_perp, lay.n_perp)),
+                               lay, n_blocks)
+        for name, spec in schema.block_fields(lay).items():
+            assert sums[name].shape == (n_blocks,) + spec.shape, name  # same layout as the real files
+            f["blocks"][name][...] = sums[name]
+            f["totals"][name][...] = sums[name][done == 1].sum(axis=0)
+        f["blocks/n_samples"][...] = np.asarray(n_per_block)
+        f["blocks/done"][...] = done
+        f["attempts"][()] = 1
+        f["totals/n_samples"][()] = int(np.sum(np.asarray(n_per_block)[done == 1]))
+        f["totals/valid"][()] = 1 if valid else 0
     return path
 
 
@@ -241,7 +243,7 @@ def test_bias_correction_matters_for_C2(rng):
     raw, cor = np.empty((reps, 2, 2)), np.empty((reps, 2, 2))
     for r in range(reps):
         sums = block_sums(planted.samples(rng, sum(sizes)), sizes)
-        res = jackknife(sums, sizes, lambda M: cumulants(M, lay.n_perp, lay.orbit_size, lay.cuts)["C2"])
+        res = jackknife(sums, sizes, lambda M: cumulants(M, lay.n_perp, lay.orbit_size, lay.cut_slices)["C2"])
         raw[r], cor[r] = res.full, res.value
     se_raw = raw.std(axis=0) / np.sqrt(reps)
     se_cor = cor.std(axis=0) / np.sqrt(reps)
@@ -295,5 +297,5 @@ def test_only_done_blocks_count(rng, tmp_path):
         est = run_estimates(data)
     keep = [0, 2, 3]
     ref = jackknife({k: v[keep] for k, v in sums.items()}, [5, 5, 5],
-                    lambda M: cumulants(M, 4, planted.layout.orbit_size, planted.layout.cuts)["C2"])
+                    lambda M: cumulants(M, 4, planted.layout.orbit_size, planted.layout.cut_slices)["C2"])
     assert np.allclose(est.value["C2"], ref.value) and np.allclose(est.error["C2"], ref.error)

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 import anderson_mpi as am
-from anderson_mpi.moments import cut_slices, k_orbits, make_layout, sample_observables, field_shapes
+from anderson_mpi.moments import cut_slices, k_orbits, make_layout, sample_observables
+from anderson_mpi.schema import block_fields
 
 
 def brute_force(V, hopping, cuts):
@@ -38,6 +39,11 @@ def brute_force(V, hopping, cuts):
                                                   for a in range(Nx)] for c in cs]))
     ref["cut_kdiag_bc_ca"] = orbit_sum(np.array([[[np.diag(rot(g[b, c] @ g[c, a])) for b in range(Nx)]
                                                   for a in range(Nx)] for c in cs]))
+    # the coinciding-slice fields of the m3 split
+    ref["diag_tr_g3"] = np.array([np.trace(g[a, a] @ g[a, a] @ g[a, a]).real for a in range(Nx)])
+    ref["diag_tr_g_g2"] = sum(np.trace(g[a, a] @ g2[a, a]).real for a in range(Nx))
+    ref["diag_kdiag_aa_ac"] = orbit_sum(np.array([[np.diag(rot(g[a, a] @ g[a, c])) for c in range(Nx)]
+                                                  for a in range(Nx)]))
     return ref, g
 
 
@@ -48,17 +54,21 @@ def brute_force(V, hopping, cuts):
     ((7, 1, 1), (1.0, 0.4, 0.4)),
     ((4, 4, 4), (1.0, 0.3, 0.3)),
 ])
-def test_observables_equal_brute_force(shape, hopping, rng):
+@pytest.mark.parametrize("m3_split", [False, True])
+def test_observables_equal_brute_force(shape, hopping, m3_split, rng):
     V = rng.uniform(-3, 3, shape)
     cuts = [0.23, 0.5, 1.0]
-    layout = make_layout(*shape, hopping, cuts)
+    layout = make_layout(*shape, hopping, cuts, m3_split=m3_split)
     obs = sample_observables(am.mode_matrices(V, hopping), layout)
     ref, _ = brute_force(V, hopping, cuts)
-    shapes = field_shapes(layout)
-    assert set(obs) == set(shapes)
-    for name, (shape_, dtype) in shapes.items():
-        assert np.shape(obs[name]) == shape_, name
-    for name, expected in ref.items():
+    fields = block_fields(layout)
+    assert set(obs) == set(fields)  # the schema lists exactly what the observables produce
+    assert m3_split == ("diag_tr_g3" in obs)
+    for name, spec in fields.items():
+        assert np.shape(obs[name]) == spec.shape, name
+        assert np.asarray(obs[name]).dtype.kind == np.dtype(spec.dtype).kind or np.isscalar(obs[name]), name
+    for name in fields.keys() & ref.keys():
+        expected = ref[name]
         scale = max(1.0, np.abs(expected).max())
         assert np.abs(obs[name] - expected).max() < 1e-10 * scale, name
 

@@ -6,13 +6,11 @@ solvers, each computing the production quantity, the mode matrices of both leads
 and the largest cube each could hold in a memory budget (20 GB), extrapolated from a power law
 fitted to the measured peaks.
 
-    mpirun -n 2 python -m anderson_mpi.bench_petsc [--sizes 8 12 16 20] [--budget-s 120]
+    mpirun -n 2 python -m anderson_mpi.bench.petsc [--sizes 8 12 16 20] [--budget-s 120]
 
-Memory is the resident-set peak of each process during the call minus its resident set just
-before (``VmHWM`` reset through ``/proc/self/clear_refs``; Linux): it counts everything,
-numpy, MPI buffers and MUMPS's own allocations, which tracemalloc cannot see. Where the reset
-is unavailable the ``ru_maxrss`` delta is used (then a size only shows its growth above the
-earlier high-water mark; the header says which). MUMPS's own count of its factorization memory
+Memory is `anderson_mpi.bench.common.PeakRSS`, the method of every benchmark: the resident-set
+peak of each process during the call minus its resident set just before; it counts numpy, MPI
+buffers and MUMPS's own allocations alike. MUMPS's own count of its factorization memory
 (INFOG(21)) is printed next to it. Prints tables; asserts nothing.
 
 What the numbers showed on the 2-core Debian 12 machine (PETSc 3.18.5, MUMPS 5.5.1 on Debian's
@@ -26,77 +24,19 @@ per rank on 4).
 from __future__ import annotations
 
 import argparse
-import ctypes
-import resource
 import sys
 import time
 
 import numpy as np
 
-from .gneq import mode_matrices
-from .model import check_hopping
-from .petsc_solver import local_surface_solve, petsc_mode_matrices
+from ..petsc_solver import local_surface_solve, petsc_mode_matrices
+from ..system import ScatteringSetup, check_hopping
+from ..transfer import mode_matrices
+from .common import MB, PeakRSS, best_of
 
 __all__ = ["bench_solvers", "main"]
 
 GB = 1e9
-MB = 2**20
-
-
-# --- memory probes ---------------------------------------------------------------------------
-
-def _trim():
-    """Return freed heap to the OS (glibc), so the baseline RSS is not inflated by old garbage."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        pass
-
-
-def _status_kb(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-class PeakMemory:
-    """Peak resident memory of this process during a block, above its resident set before.
-
-    ``VmHWM`` reset by writing 5 to ``/proc/self/clear_refs`` (Linux >= 4.0) when possible,
-    else ``ru_maxrss`` (never reset: a lower bound, growth above the earlier maximum).
-    """
-
-    def __init__(self):
-        try:
-            self._reset()
-            _status_kb("VmHWM")
-            self.method = "VmHWM reset per call (/proc/self/clear_refs)"
-        except OSError:  # pragma: no cover - non-Linux or restricted /proc
-            self.method = "ru_maxrss delta (lower bound)"
-
-    @staticmethod
-    def _reset():
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-
-    def __enter__(self):
-        _trim()
-        if self.method.startswith("VmHWM"):
-            self._reset()
-            self.before = _status_kb("VmRSS")
-        else:  # pragma: no cover
-            self.before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return self
-
-    def __exit__(self, *exc):
-        if self.method.startswith("VmHWM"):
-            peak = _status_kb("VmHWM")
-        else:  # pragma: no cover
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.mb = max(peak - self.before, 0) * 1024 / MB
-        return False
 
 
 # --- fits ------------------------------------------------------------------------------------
@@ -134,26 +74,9 @@ def largest_cube_fifth_power(N_last, mb_last, limit_mb):
     return int(np.floor(N_last * (limit_mb / mb_last) ** 0.2))
 
 
-def _best_of(func, first, comm=None, repeats=3, short=1.0):
-    """Best time of ``repeats`` runs when the first run (``first`` s) was short, else ``first``.
-
-    Short runs are noisy (first-call costs, other load); long ones are run once. With ``comm``
-    the runs are collective and timed by the slowest rank; all ranks take the same decision
-    because ``first`` is already the maximum over the ranks.
-    """
-    best = first
-    if first < short:
-        for _ in range(repeats - 1):
-            if comm is not None:
-                comm.Barrier()
-            start = time.perf_counter()
-            func()
-            elapsed = time.perf_counter() - start
-            if comm is not None:
-                from mpi4py import MPI
-                elapsed = comm.allreduce(elapsed, op=MPI.MAX)
-            best = min(best, elapsed)
-    return best
+def _again_if_short(func, first, comm=None, repeats=2, short=1.0):
+    """``first`` (s), improved by `best_of` ``repeats`` more calls when it was short (noisy)."""
+    return min(first, best_of(func, repeats, comm)[0]) if first < short else first
 
 
 def _predict(sizes, seconds, N):
@@ -201,7 +124,7 @@ def bench_solvers(sizes=(8, 12, 16, 20, 24), comm=None, W=6.0, hopping=(1.0, 0.4
     hopping = check_hopping(hopping)
     root = comm.rank == 0
     nproc = comm.size
-    probe = PeakMemory()
+    probe = PeakRSS()
 
     def say(*lines):
         if root:
@@ -244,7 +167,7 @@ def bench_solvers(sizes=(8, 12, 16, 20, 24), comm=None, W=6.0, hopping=(1.0, 0.4
                     reference = mode_matrices(V, hopping)
                     row["transfer_s"] = time.perf_counter() - start
                 row["transfer_mb"] = probe.mb
-                row["transfer_s"] = _best_of(lambda: mode_matrices(V, hopping), row["transfer_s"])
+                row["transfer_s"] = _again_if_short(lambda: mode_matrices(V, hopping), row["transfer_s"])
             comm.Barrier()
 
             # PETSc, public path (gathers phi everywhere); time = slowest rank
@@ -253,8 +176,8 @@ def bench_solvers(sizes=(8, 12, 16, 20, 24), comm=None, W=6.0, hopping=(1.0, 0.4
                 modes = petsc_mode_matrices(V, hopping, comm=comm)
                 elapsed = time.perf_counter() - start
             row["petsc_s"] = comm.allreduce(elapsed, op=MPI.MAX)
-            row["petsc_s"] = _best_of(lambda: petsc_mode_matrices(V, hopping, comm=comm),
-                                      row["petsc_s"], comm)
+            row["petsc_s"] = _again_if_short(lambda: petsc_mode_matrices(V, hopping, comm=comm),
+                                             row["petsc_s"], comm)
             mbs = comm.allgather(probe.mb)
             row["petsc_mb"], row["petsc_mb_sum"] = max(mbs), sum(mbs)
             if root:
@@ -265,7 +188,8 @@ def bench_solvers(sizes=(8, 12, 16, 20, 24), comm=None, W=6.0, hopping=(1.0, 0.4
 
             # PETSc, distributed core only (what a memory-scalable consumer would hold)
             with probe:
-                local = local_surface_solve(V, [("R", 0.2), ("L", -0.2)], hopping, comm)
+                local = local_surface_solve(V, [("R", 0.2), ("L", -0.2)],
+                                            ScatteringSetup.build(V.shape, hopping), comm)
             mbs = comm.allgather(probe.mb)
             row["dist_mb"], row["dist_mb_sum"] = max(mbs), sum(mbs)
             row["mumps_mb"] = max(info[1] for info in local.mumps_mb)

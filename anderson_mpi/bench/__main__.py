@@ -1,0 +1,33 @@
+"""``python -m anderson_mpi.bench [--sizes 8 12 16 20] [--skip-sweep] [--skip-small]``."""
+from __future__ import annotations
+
+import argparse
+
+from ..parallel import limit_blas_threads
+from .common import blas_line
+from .engine import bench_engine, bench_observables, bench_small_sizes
+from .sweep import bench_sweep
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="anderson_mpi benchmarks (print tables)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 12, 16, 20])
+    parser.add_argument("--skip-engine", action="store_true")
+    parser.add_argument("--skip-observables", action="store_true")
+    parser.add_argument("--skip-small", action="store_true")
+    parser.add_argument("--skip-sweep", action="store_true")
+    args = parser.parse_args(argv)
+    limit_blas_threads(1)
+    print(blas_line())
+    if not args.skip_engine:
+        bench_engine(args.sizes)
+    if not args.skip_observables:
+        bench_observables()
+    if not args.skip_small:
+        bench_small_sizes()
+    if not args.skip_sweep:
+        bench_sweep()
+
+
+if __name__ == "__main__":
+    main()
