@@ -16,11 +16,22 @@ PETSC_DIR ?= /usr/lib/petscdir/petsc3.18/x86_64-linux-gnu-complex
 MPICC    ?= mpicc
 SKIP_APT ?= $(shell command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] || echo 1)
 
-APT_PACKAGES := openmpi-bin libopenmpi-dev libhdf5-openmpi-dev libpetsc-complex3.18-dev pkg-config \
-                python3-venv python3-dev
+# libopenblas0-pthread: Debian's PETSc/MUMPS link the system libblas.so.3, which is otherwise the
+# (several times slower) reference BLAS; installing it switches the alternative to OpenBLAS.
+APT_PACKAGES := openmpi-bin libopenmpi-dev libhdf5-openmpi-dev pkg-config python3-venv python3-dev \
+                libopenblas0-pthread
+APT_PETSC    := libpetsc-complex3.18-dev
+# PETSc is optional (solver = "petsc" only): WITH_PETSC=auto builds petsc4py when PETSC_DIR holds a
+# PETSc (on Debian as root, apt installs one), 0 never, 1 always (fails without PETSc).
+WITH_PETSC ?= auto
 # setuptools >=77 for h5py's metadata, <81 for petsc4py 3.18's link step (see ENVIRONMENT.md)
 BUILD_TOOLS := "Cython>=3,<4" pkgconfig "setuptools>=77,<81" packaging wheel
 PY_PACKAGES := numpy scipy mpi4py pytest pytest-mpi threadpoolctl matplotlib
+ifeq ($(WITH_PETSC),auto)
+HAVE_PETSC := $(shell [ "$(SKIP_APT)" != 1 ] || [ -f $(PETSC_DIR)/include/petscversion.h ] && echo 1 || echo 0)
+else
+HAVE_PETSC := $(WITH_PETSC)
+endif
 
 # Open MPI as root and with more ranks than cores (CI: 2 cores, 4 ranks); one BLAS thread per rank.
 export OMPI_ALLOW_RUN_AS_ROOT ?= 1
@@ -33,15 +44,18 @@ export MKL_NUM_THREADS ?= 1
 .PHONY: install system venv run test test-serial test-slurm figures bench clean distclean
 
 install: system venv
-	@$(VPY) -c "import anderson_mpi, h5py, petsc4py, mpi4py, scipy; \
+	@$(VPY) -c "import anderson_mpi, h5py, mpi4py, scipy, importlib.util as u; \
 	assert h5py.get_config().mpi, 'h5py lacks MPI'; \
-	print('anderson_mpi', anderson_mpi.__version__, '| h5py', h5py.__version__, 'mpi=True | petsc4py', petsc4py.__version__, '| ready')"
+	p = u.find_spec('petsc4py'); \
+	print('anderson_mpi', anderson_mpi.__version__, '| h5py', h5py.__version__, 'mpi=True | petsc4py', \
+	      __import__('petsc4py').__version__ if p else 'not installed (solver = \"petsc\" unavailable)', '| ready')"
 
 system:
 ifeq ($(SKIP_APT),1)
 	@echo "install: no apt-get as root here: using the MPI, HDF5 and PETSc the environment provides"
 else
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES) $(if $(filter 1,$(HAVE_PETSC)),$(APT_PETSC)); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "install: apt-get install$$missing"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -58,10 +72,14 @@ venv:
 	    CC=$(MPICC) HDF5_MPI=ON HDF5_PKGCONFIG_NAME=$(HDF5_PKGCONFIG_NAME) H5PY_SETUP_REQUIRES=0 \
 	    $(VPY) -m pip install -q --no-build-isolation --no-binary=h5py --force-reinstall --no-deps h5py; }
 	@# petsc4py against an existing complex PETSc (never let pip build PETSc itself)
+ifeq ($(HAVE_PETSC),1)
 	@$(VPY) -c "import petsc4py; petsc4py.init(); from petsc4py import PETSc; assert PETSc.ScalarType().dtype.kind == 'c'" 2>/dev/null || \
 	  { v=$$(awk '/define PETSC_VERSION_(MAJOR|MINOR|SUBMINOR) /{printf "%s%s", s, $$3; s="."}' $(PETSC_DIR)/include/petscversion.h); \
 	    echo "install: building petsc4py==$$v against PETSC_DIR=$(PETSC_DIR) (~2 min)"; \
 	    PETSC_DIR=$(PETSC_DIR) PETSC_ARCH= $(VPY) -m pip install -q --no-build-isolation petsc4py==$$v; }
+else
+	@echo "install: no PETSc at PETSC_DIR=$(PETSC_DIR) (or WITH_PETSC=0): petsc4py skipped; solver = \"petsc\" unavailable"
+endif
 	@(cd / && $(CURDIR)/$(VPY) -c "import anderson_mpi") 2>/dev/null || $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
 # The main job on the small embedded default: the demo sweep, then its figures.
@@ -74,10 +92,10 @@ figures:
 	$(VPY) -m analysis $(RESULTS)
 
 # The design card's `mpirun -n 4 pytest`: every rank runs the collective tests; the serial ones are
-# dealt round-robin over the ranks (tests/conftest.py). Per-rank basetemp avoids the /tmp race.
+# dealt round-robin over the ranks. tests/conftest.py gives every run a fresh temporary directory
+# with one subdirectory per MPI rank (the rank from MPI itself, so srun and two users don't collide).
 test:
-	$(MPIEXEC) -n $(NP) bash -c 'exec $(VPY) -m pytest --with-mpi -q --color=no -p no:cacheprovider \
-	  --basetemp=/tmp/pytest-mpi-r$${OMPI_COMM_WORLD_RANK:-$${PMI_RANK:-0}} tests'
+	$(MPIEXEC) -n $(NP) $(VPY) -m pytest --with-mpi -q --color=no -p no:cacheprovider tests
 
 test-serial:
 	$(VPY) -m pytest -q -p no:cacheprovider tests
@@ -89,12 +107,14 @@ test-slurm:
 	PYTHON=$(abspath $(VPY)) bash tests/slurm/run_slurm_test.sh
 
 bench:
-	$(VPY) -m anderson_mpi.bench --skip-petsc
-	$(MPIEXEC) -n 1 $(VPY) -m anderson_mpi.bench_petsc
-	$(MPIEXEC) -n 2 $(VPY) -m anderson_mpi.bench_petsc
+	$(VPY) -m anderson_mpi.bench
+	@if $(VPY) -c "import petsc4py" 2>/dev/null; then \
+	  $(MPIEXEC) -n 1 $(VPY) -m anderson_mpi.bench.petsc && $(MPIEXEC) -n 2 $(VPY) -m anderson_mpi.bench.petsc; \
+	else echo "bench: petsc4py not installed, PETSc section skipped"; fi
 
+# Build artefacts only. results/ and every output file are the user's data: no target removes them.
 clean:
-	rm -rf build *.egg-info .pytest_cache results
+	rm -rf build *.egg-info .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

@@ -1,7 +1,8 @@
-"""Checks for tests/slurm/run_slurm_test.sh (real CLI output, real HDF5 files; no mocks).
+"""Checks for tests/slurm/run_slurm_test.sh (real HDF5 files and progress records; no log parsing).
 
     check_slurm_results.py complete  PYTHON JOB [plan args]   every planned file complete, all samples
-    check_slurm_results.py attempts  LOG                      requeued task: attempts, no block redone
+    check_slurm_results.py attempts  RUN.h5                   requeued run: attempts, no block redone
+    check_slurm_results.py array_task RUN.h5 I                the run was computed by array task I
     check_slurm_results.py totals    A.h5 B.h5 [RTOL]         /totals of A equal those of B
 
 Exit status 0 when the check passes, 1 when it fails (the reason is printed).
@@ -9,7 +10,6 @@ Exit status 0 when the check passes, 1 when it fails (the reason is printed).
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 
@@ -45,117 +45,95 @@ def complete(python, job, *plan_args):
     print(f"PASS: {len(runs)} result file(s) complete")
 
 
-RE_ATTEMPT = re.compile(r"\] attempt (\d+): SLURM_RESTART_COUNT=(\d+)")
-RE_START = re.compile(r"run (\S+): (\d+) samples in (\d+) blocks of (\d+), (\d+) done, (\d+) pending")
-RE_COMPUTE = re.compile(r"run (\S+): computing blocks \[([\d, ]*)\]")
-RE_PROGRESS = re.compile(r"run (\S+): blocks (\d+)/(\d+), samples")
-RE_COMPLETE = re.compile(r"run (\S+): complete, (\d+) samples")
-RE_USR1 = re.compile(r"USR1 \(time limit near\)")
-RE_REQUEUED = re.compile(r"requeued; the next attempt resumes")
-RE_TERM = re.compile(r"SIGTERM \(scancel, external requeue")
+def _records(h5):
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    from anderson_mpi.progress import progress_path, read_records
+    return read_records(progress_path(h5))
 
 
-def attempts(log):
-    """Split a requeued task's log into attempts and check the blocks of each run.
+def attempts(h5):
+    """A requeued task's run, from its structured records (progress file and HDF5), no logs.
 
-    A round ("computing blocks [...]") is finished when its progress line ("blocks d/n") follows:
-    its blocks are then written and marked done. Checks: each attempt after the first starts with
-    --resume from the blocks finished before (its "D done" >= blocks finished so far), it never
-    computes a block finished in an earlier attempt, finished rounds are disjoint, and the last
-    attempt completes every run. Blocks of a round cut by the interruption (in flight) were never
-    written; they are recomputed once, in the next attempt.
+    Checks: the attempts are 1, 2, ... with SLURM_RESTART_COUNT 0, 1, ...; each attempt after
+    the first ran with --resume and started from at least the blocks finished before (no
+    checkpoint lost); no block has a "block" record in two attempts or twice in one (no
+    finished block computed again); the last attempt completed the run; the HDF5 file has
+    every block done, /attempts equal to the number of attempts, and each block's /blocks/attempt
+    equal to the attempt of its record. Blocks in flight at an interruption have no record
+    (their row was never flagged done); they are computed once, in the next attempt.
     """
-    text = open(log, errors="replace").read().splitlines()
-    att = []
-    for line in text:
-        m = RE_ATTEMPT.search(line)
-        if m:
-            att.append({"n": int(m[1]), "restart": int(m[2]), "runs": {}, "pending_round": {},
-                        "usr1": False, "requeued_self": False, "term": False, "resume": "--resume" in line,
-                        "lines": []})
-            continue
-        if not att:
-            continue
-        a = att[-1]
-        a["lines"].append(line)
-        if "running:" in line:
-            a["resume"] = "--resume" in line
-        if RE_USR1.search(line):
-            a["usr1"] = True
-        if RE_REQUEUED.search(line):
-            a["requeued_self"] = True
-        if RE_TERM.search(line):
-            a["term"] = True
-        if m := RE_START.search(line):
-            a["runs"][m[1]] = {"samples": int(m[2]), "n_blocks": int(m[3]), "done_at_start": int(m[5]),
-                               "pending": int(m[6]), "computed": [], "finished": [], "complete": False}
-        elif m := RE_COMPUTE.search(line):
-            blocks = [int(b) for b in m[2].replace(",", " ").split()]
-            a["runs"][m[1]]["computed"].extend(blocks)
-            a["pending_round"][m[1]] = blocks
-        elif m := RE_PROGRESS.search(line):
-            a["runs"][m[1]]["finished"].extend(a["pending_round"].pop(m[1], []))
-        elif m := RE_COMPLETE.search(line):
-            a["runs"][m[1]]["complete"] = True
-    if not att:
-        fail(f"no 'attempt N: SLURM_RESTART_COUNT=k' line in {log}")
-    print(f"  {len(att)} attempt(s) in {log}")
+    import h5py
+    import numpy as np
+    records = _records(h5)
+    starts = [r for r in records if r["event"] == "start"]
+    if not starts:
+        fail(f"no start record for {h5}")
+    print(f"  {len(starts)} attempt(s) of {h5}")
     problems = []
-    restarts = [a["restart"] for a in att]
-    if restarts != list(range(len(att))):
-        problems.append(f"SLURM_RESTART_COUNT sequence {restarts}, expected 0..{len(att) - 1}")
-    finished_before = {}   # label -> set of blocks finished in earlier attempts
-    for a in att:
-        how = ("self-requeue at USR1" if a["requeued_self"] else "SIGTERM (external requeue/scancel)"
-               if a["term"] else "ran to the end")
-        if not a["resume"]:
-            problems.append(f"attempt {a['n']} did not run with --resume")
-        for label, r in a["runs"].items():
-            before = finished_before.setdefault(label, set())
-            computed, finished = r["computed"], r["finished"]
-            inflight = sorted(set(computed) - set(finished))
-            redone = sorted(set(computed) & before)
-            dup = sorted({b for b in computed if computed.count(b) > 1})
-            print(f"  attempt {a['n']} (SLURM_RESTART_COUNT={a['restart']}, {how}) {label}: "
-                  f"{r['done_at_start']}/{r['n_blocks']} blocks done at start, computed {len(computed)} "
-                  f"{_ranges(computed)}, finished {len(finished)}"
-                  + (f", in flight when stopped {inflight}" if inflight else "")
-                  + (", run complete" if r["complete"] else ""))
-            if a["n"] > 1 and r["done_at_start"] < len(before):
-                problems.append(f"attempt {a['n']} {label}: started with {r['done_at_start']} blocks done, "
-                                f"but {len(before)} were finished before (checkpoint lost)")
-            if r["done_at_start"] + r["pending"] != r["n_blocks"]:
-                problems.append(f"attempt {a['n']} {label}: done + pending != n_blocks")
-            if redone:
-                problems.append(f"attempt {a['n']} {label}: recomputed blocks finished earlier: {redone}")
-            if dup:
-                problems.append(f"attempt {a['n']} {label}: computed blocks twice within the attempt: {dup}")
-            before.update(finished)
-    last = att[-1]
-    for label, r in last["runs"].items():
-        if not r["complete"]:
-            problems.append(f"last attempt: run {label} not complete")
-        n = r["n_blocks"]
-        if len(finished_before[label]) < n:
-            missing = sorted(set(range(n)) - finished_before[label])
-            # finished on disk but killed before the progress line: the next attempt's "done" counts it
-            print(f"  note: {label}: blocks {missing} were written without a progress line (killed in between)")
-    for a, b in zip(att, att[1:]):
-        for label in a["runs"]:
-            if label in b["runs"]:
-                print(f"  resume {a['n']}->{b['n']} {label}: {b['runs'][label]['done_at_start']} blocks kept, "
-                      f"{len(set(a['runs'][label]['computed']) - set(a['runs'][label]['finished']))} in-flight lost")
-    summary = {"attempts": len(att), "restart_counts": restarts,
-               "self_requeues": sum(a["requeued_self"] for a in att),
-               "sigterm_stops": sum(a["term"] for a in att)}
+    numbers = [r["attempt"] for r in starts]
+    if numbers != list(range(1, len(starts) + 1)):
+        problems.append(f"attempt numbers {numbers}, expected 1..{len(starts)}")
+    restarts = [int((r.get("slurm") or {}).get("restart_count") or 0) for r in starts]
+    if restarts != list(range(len(starts))):
+        problems.append(f"SLURM_RESTART_COUNT sequence {restarts}, expected 0..{len(starts) - 1}")
+    finished_by = {}  # block -> attempt whose record says it was written
+    for start in starts:
+        k = start["attempt"]
+        blocks = [r["block"] for r in records if r["event"] == "block" and r["attempt"] == k]
+        dup = sorted({b for b in blocks if blocks.count(b) > 1})
+        redone = sorted(b for b in blocks if b in finished_by)
+        before = len(finished_by)
+        print(f"  attempt {k} (SLURM_RESTART_COUNT={restarts[k - 1]}, --resume={start['resume_flag']}): "
+              f"{start['done']}/{start['n_blocks']} blocks done at start, wrote {len(blocks)} "
+              f"{_ranges(blocks)}")
+        if not start["resume_flag"]:
+            problems.append(f"attempt {k} did not run with --resume")
+        if k > 1 and start["done"] < before:
+            problems.append(f"attempt {k}: started with {start['done']} blocks done, but {before} "
+                            "were finished before (checkpoint lost)")
+        if start["done"] + start["pending"] != start["n_blocks"]:
+            problems.append(f"attempt {k}: done + pending != n_blocks")
+        if redone:
+            problems.append(f"attempt {k}: recomputed blocks finished earlier: {redone}")
+        if dup:
+            problems.append(f"attempt {k}: wrote blocks twice: {dup}")
+        finished_by.update({b: k for b in blocks})
+    completes = [r for r in records if r["event"] == "complete"]
+    if not completes or completes[-1]["attempt"] != len(starts):
+        problems.append("the last attempt did not complete the run")
+    with h5py.File(h5, "r") as f:
+        done = f["blocks/done"][...]
+        stored_attempt = f["blocks/attempt"][...]
+        if not np.all(done == 1):
+            problems.append(f"{int((done != 1).sum())} block(s) not done in {h5}")
+        if int(f["attempts"][()]) != len(starts):
+            problems.append(f"/attempts = {int(f['attempts'][()])}, {len(starts)} start records")
+        wrong = [b for b, k in finished_by.items() if stored_attempt[b] != k]
+        if wrong:
+            problems.append(f"/blocks/attempt disagrees with the records for blocks {wrong}")
+        unrecorded = sorted(set(range(len(done))) - set(finished_by))
+        if unrecorded:  # flagged done, killed before its record: the next attempt kept it
+            print(f"  note: blocks {unrecorded} were written without a record (killed in between)")
+    summary = {"attempts": len(starts), "restart_counts": restarts,
+               "blocks_per_attempt": [sum(1 for k in finished_by.values() if k == a)
+                                      for a in range(1, len(starts) + 1)]}
     print("  summary: " + json.dumps(summary))
     if problems:
         for p in problems:
             print(f"  problem: {p}")
-        fail(f"{len(problems)} problem(s) in the requeued task's log")
-    if len(att) < 2:
+        fail(f"{len(problems)} problem(s) in the requeued run's records")
+    if len(starts) < 2:
         fail("the task was never requeued (one attempt)")
-    print(f"PASS: {len(att)} attempts, each resumed from the checkpoint, no finished block computed again")
+    print(f"PASS: {len(starts)} attempts, each resumed from the checkpoint, no finished block computed again")
+
+
+def array_task(h5, task):
+    """The run in ``h5`` was computed by Slurm array task ``task`` (its start records say so)."""
+    starts = [r for r in _records(h5) if r["event"] == "start"]
+    tasks = {(r.get("slurm") or {}).get("array_task_id") for r in starts}
+    if tasks != {str(task)}:
+        fail(f"{h5}: computed by array task(s) {sorted(map(str, tasks))}, expected {task}")
+    print(f"PASS: {h5} computed by array task {task}")
 
 
 def _ranges(blocks):
@@ -207,7 +185,7 @@ def totals(a, b, rtol="1e-12"):
 
 if __name__ == "__main__":
     cmd, *rest = sys.argv[1:] or ["help"]
-    funcs = {"complete": complete, "attempts": attempts, "totals": totals}
+    funcs = {"complete": complete, "attempts": attempts, "array_task": array_task, "totals": totals}
     if cmd not in funcs:
         print(__doc__)
         sys.exit(2)
