@@ -61,6 +61,9 @@ def _parser():
     plan_options(plan)
     plan.add_argument("--json", action="store_true", help="one JSON object per run")
     plan.add_argument("--field", help="print the distinct values of one run field, one per line")
+    plan.add_argument("--ranks", type=int, metavar="P",
+                      help="expected utilization of P ranks (cost model), and a block_size "
+                           "suggestion when it is below 90%%")
 
     info = sub.add_parser("info", help="summarize a result file")
     info.add_argument("file", help="result file (.h5)")
@@ -164,7 +167,7 @@ def cmd_run(args):
 
     from mpi4py import MPI
     from .store import require_parallel_h5py
-    from .sweep import ONE_LINE_ERRORS, execute_run
+    from .sweep import ONE_LINE_ERRORS, execute_job
 
     comm = MPI.COMM_WORLD
     install_stop_handlers(comm)
@@ -184,19 +187,67 @@ def cmd_run(args):
 
     log = get_logger(comm)
     abort_on_error(comm, require_parallel_h5py)
-    for run in runs:
-        resume = args.resume and Path(run.path).exists()
-        abort_on_error(comm, execute_run, run, comm, text, resume, log, threads,
-                       resume_flag=args.resume, one_line=ONE_LINE_ERRORS)
+    resumes = [bool(args.resume and Path(run.path).exists()) for run in runs]
+    abort_on_error(comm, execute_job, runs, comm, text, resumes, log, threads,
+                   resume_flag=args.resume, one_line=ONE_LINE_ERRORS)
     return 0
+
+
+def utilization_report(runs, ranks, target=0.9):
+    """What ``plan --ranks P`` prints: the expected utilization of P ranks, whole job and per W.
+
+    The whole job is one pool when it runs as one ``anderson-mpi run``; slurm/sweep_W.sh runs
+    one array task per W, each a pool of that W's runs on its own ranks.
+    """
+    from .scheduler import suggest_block_size, utilization_of_plan
+    group = runs[0].petsc_group_size if runs[0].solver == "petsc" else 1
+    pools = {"whole job": runs}
+    by_w = {}
+    for run in runs:
+        by_w.setdefault(run.W, []).append(run)
+    if len(by_w) > 1:
+        pools.update({f"W = {w:g} (one Slurm array task)": rs for w, rs in by_w.items()})
+    report = {"ranks": ranks, "workers": max(ranks // group, 1), "target": target, "pools": []}
+    for name, pool in pools.items():
+        entry = {"pool": name, "runs": len(pool), "blocks": sum(r.n_blocks for r in pool),
+                 "utilization": utilization_of_plan(pool, ranks, group),
+                 "utilization_rounds": utilization_of_plan(pool, ranks, group, lockstep=True)}
+        if entry["utilization"] < target:
+            entry["suggested_block_size"], entry["suggested_utilization"] = suggest_block_size(
+                pool, ranks, group, target)
+        report["pools"].append(entry)
+    return report
+
+
+def _print_utilization(report):
+    print(f"expected utilization of {report['ranks']} rank(s) ({report['workers']} worker(s)); "
+          "cost model ~ samples * Nx * N_perp^3 * (2 + cuts), blocks dealt largest first:")
+    for e in report["pools"]:
+        print(f"  {e['pool']:34s} {e['runs']:3d} run(s) {e['blocks']:6d} block(s): "
+              f"{100 * e['utilization']:5.1f}%  (runs one after the other in rounds: "
+              f"{100 * e['utilization_rounds']:.1f}%)")
+    for e in report["pools"]:
+        if "suggested_block_size" in e:
+            sys.stderr.write(
+                f"anderson-mpi: warning: {e['pool']}: {100 * e['utilization']:.1f}% of {report['ranks']} "
+                f"rank(s) busy (< {100 * report['target']:.0f}%): block_size = "
+                f"{e['suggested_block_size']} would give {100 * e['suggested_utilization']:.1f}%\n")
 
 
 def cmd_plan(args):
     try:
         runs, _ = _plan(args)
+        if args.ranks is not None and args.ranks < 1:
+            raise PlanError(f"--ranks: must be >= 1, got {args.ranks}")
     except PlanError as err:
         _fail(str(err))
-    if args.field:
+    if args.ranks is not None:
+        report = utilization_report(runs, args.ranks)
+        if args.json:
+            print(json.dumps(report, sort_keys=True))
+        else:
+            _print_utilization(report)
+    elif args.field:
         values = []
         for run in runs:
             if not hasattr(run, args.field):

@@ -9,7 +9,7 @@ import threading
 import traceback
 
 __all__ = ["get_logger", "abort_on_error", "OneLineError", "install_stop_handlers",
-           "limit_blas_threads", "blas_info", "worker_groups", "deal_rounds"]
+           "limit_blas_threads", "blas_info", "worker_groups"]
 
 EXIT_STOPPED = 143  # 128 + SIGTERM, what schedulers expect from a job stopped by SIGTERM
 
@@ -121,18 +121,3 @@ def worker_groups(comm, group_size):
         raise ValueError(f"petsc_group_size={group_size} must divide the number of ranks ({comm.size})")
     index = comm.rank // group_size
     return comm.Split(index, comm.rank), index, comm.size // group_size
-
-
-def deal_rounds(pending, n_groups):
-    """Deal the pending blocks to groups in rounds: round r gives block pending[r*G + g] to group g.
-
-    Returns
-    -------
-    list of list
-        One list per round with the block of every group (None where the group idles).
-    """
-    rounds = []
-    for start in range(0, len(pending), n_groups):
-        chunk = list(pending[start:start + n_groups])
-        rounds.append(chunk + [None] * (n_groups - len(chunk)))
-    return rounds

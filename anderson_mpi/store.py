@@ -5,9 +5,11 @@ created when the file is created (collectively) and is never resized, and no att
 written after that, so the file's metadata is final and flushed before the first sample. A
 new file is built under a temporary name (``<name>.h5.partial``) and renamed when its
 metadata is on disk, so a job killed while creating it leaves no half-made ``.h5``.
-Afterwards a run writes raw data only: block rows with their records, then (after a flush)
-their ``done`` flags. A job killed at any moment therefore leaves a readable file whose done
-blocks are complete; the blocks in flight are simply not marked done.
+Afterwards a run writes raw data only, each block by the rank that computed it (independent
+MPI-IO writes into the preallocated datasets): the block's row with its records, an fsync,
+then its ``done`` flag. A job killed at any moment therefore leaves a readable file whose done
+blocks are complete; the blocks in flight are simply not marked done. All files of a job may
+be open at once; opening, closing and the totals are collective per file.
 
 The totals are summed in a fixed order that does not depend on the number of ranks: the
 counted blocks are cut into `TOTAL_CHUNKS` consecutive chunks, each summed in block order by
@@ -121,6 +123,12 @@ class RunFile:
         if comm.rank == 0:
             attempts[()] = self.attempt
         self.file.flush()
+        # Dataset handles opened once, by every rank in the same order (opening is a metadata
+        # operation); the block writes through them are independent raw-data writes into
+        # preallocated storage, which touch no metadata.
+        self.blocks = {name: self.file["blocks"][name]
+                       for name in list(self.fields) + list(schema.block_records())}
+        self._sync_fd = os.open(self.path, os.O_RDONLY)
 
     def _create(self, run, layout, job_text, n_open):
         partial = self.path + ".partial"
@@ -151,39 +159,44 @@ class RunFile:
         blocks = self.file["blocks"]
         return schema.counted_blocks(blocks["done"][...], blocks["n_samples"][...])
 
-    def write_round(self, finished):
-        """Collective: write this rank's finished blocks with their records, flush, then flag them.
+    def measured_seconds_per_sample(self):
+        """Mean seconds per sample of the counted blocks (None before any): refines the cost model."""
+        counted = self.counted_blocks()
+        if not len(counted):
+            return None
+        blocks = self.file["blocks"]
+        return float(blocks["seconds"][...][counted].sum() / blocks["n_samples"][...][counted].sum())
 
-        Parameters
-        ----------
-        finished : list of BlockResult
-            Possibly empty (a rank with no block in this round still takes part).
+    def write_block(self, res):
+        """Independent (this rank only): the block's row and records, fsync, then its flag.
+
+        The flag is written only after the row is on disk (``fsync`` flushes the file's pages
+        whichever process wrote them), so a job killed at any moment, or a node that fails,
+        leaves no flag without its row.
         """
         import time
-        blocks = self.file["blocks"]
+        blocks = self.blocks
         try:
-            for res in finished:
-                for name in self.fields:
-                    blocks[name][res.block] = res.sums[name]
-                for name, value in (("n_samples", res.n_samples), ("unitarity_max", res.unitarity_max),
-                                    ("seconds", res.seconds), ("rank", res.rank),
-                                    ("attempt", self.attempt), ("finished", time.time())):
-                    blocks[name][res.block] = value
-            self.file.flush()  # rows on disk before any flag says so
-            for res in finished:
-                blocks["done"][res.block] = 1
-            self.file.flush()
+            for name in self.fields:
+                blocks[name][res.block] = res.sums[name]
+            for name, value in (("n_samples", res.n_samples), ("unitarity_max", res.unitarity_max),
+                                ("seconds", res.seconds), ("rank", res.rank),
+                                ("attempt", self.attempt), ("finished", time.time())):
+                blocks[name][res.block] = value
+            os.fsync(self._sync_fd)  # rows on disk before any flag says so
+            blocks["done"][res.block] = 1
         except OSError as err:
-            which = ", ".join(str(r.block) for r in finished)
-            raise write_failure(self.path, f"write block(s) {which}", err) from None
+            raise write_failure(self.path, f"write block {res.block}", err) from None
 
     def finalize(self):
         """Collective: the sums of the counted blocks into /totals, in a rank-independent order."""
         from mpi4py import MPI
+        self.file.flush()   # every rank's independent writes visible to every rank
+        self.comm.Barrier()
         counted = self.counted_blocks()
         chunks = np.array_split(counted, min(TOTAL_CHUNKS, max(len(counted), 1)))
         mine = range(self.comm.rank, len(chunks), self.comm.size)
-        blocks = self.file["blocks"]
+        blocks = self.blocks
         totals = {}
         for name, spec in self.fields.items():
             partial = np.zeros((len(chunks),) + spec.shape, dtype=spec.dtype)
@@ -210,6 +223,9 @@ class RunFile:
         return totals, n_total
 
     def close(self):
+        """Collective."""
+        os.close(self._sync_fd)
+        self.blocks = None
         self.file.close()
 
 

@@ -7,7 +7,8 @@ of the dealing of blocks and of interruptions.
 
 Per run, what every sample shares is built once (`RunContext`: the `ScatteringSetup`, the
 observables' `Layout`, the solver); per sample: potential -> engine -> mode matrices ->
-observables, summed over the block.
+observables, summed over the block. The pending blocks of all runs of a job form one pool
+(`anderson_mpi.scheduler`), dealt to the ranks largest first.
 """
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ import numpy as np
 from . import faults
 from .config import run_key
 from .moments import layout_for, sample_observables
-from .parallel import OneLineError, blas_info, deal_rounds, limit_blas_threads, worker_groups
+from .parallel import OneLineError, blas_info, limit_blas_threads, worker_groups
 from .progress import ProgressLog, slurm_info
+from .scheduler import Coordinator, work_items
 from .schema import block_fields
 from .store import BlockResult, StoreError
 from .system import ScatteringSetup
 
 __all__ = ["SampleError", "potential", "RunContext", "make_context", "compute_block",
-           "execute_run"]
+           "execute_job"]
 
 
 class SampleError(OneLineError, RuntimeError):
@@ -72,8 +74,18 @@ def make_context(run, group_comm=None, blas_threads=1):
                       fields=block_fields(layout), group_comm=group_comm, observe=observe)
 
 
-def compute_block(ctx, block, rank=0):
+def compute_block(ctx, block, rank=0, between_samples=None):
     """Sum the observables of the samples of one block.
+
+    Parameters
+    ----------
+    ctx : RunContext
+    block : int
+    rank : int
+        Recorded with the block.
+    between_samples : callable, optional
+        Called after every sample (rank 0 answers scheduling requests there when MPI has no
+        thread support).
 
     Returns
     -------
@@ -116,87 +128,131 @@ def compute_block(ctx, block, rank=0):
         except Exception as err:  # name the run and the sample, whatever went wrong
             raise SampleError(f"run {run.label} sample {s} (block {block}): {err}") from err
         worst = max(worst, error)
+        if between_samples is not None:
+            between_samples()
     return BlockResult(block=block, sums=sums if ctx.observe else None, n_samples=len(samples),
                        unitarity_max=worst, seconds=time.perf_counter() - start, rank=rank)
 
 
-def execute_run(run, comm, job_text, resume, log, blas_threads=1, resume_flag=None):
-    """Compute every pending block of ``run`` over the ranks of ``comm`` and finalize its file.
+class _Progress:
+    """Rank 0's account of the job: structured records per run, and throttled log lines."""
+
+    def __init__(self, runs, files, log, total_samples, done_samples):
+        self.runs, self.log = runs, log
+        self.logs = [ProgressLog(run.path, active=True, warn=log.warning) for run in runs]
+        self.attempts = [f.attempt for f in files]
+        self.total, self.done, self.computed = total_samples, done_samples, 0
+        self.start = self.last = time.perf_counter()
+
+    def block(self, record):
+        i = record.pop("run_index")
+        self.logs[i].write("block", run=self.runs[i].label, attempt=self.attempts[i], **record)
+        self.done += record["samples"]
+        self.computed += record["samples"]
+        now = time.perf_counter()
+        if now - self.last >= 5.0 or self.done == self.total:
+            self.last = now
+            rate = self.computed / (now - self.start)
+            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+            self.log.info("job: samples %d/%d, %.2f samples/s, ETA %s", self.done, self.total, rate,
+                          _hms(eta))
+
+
+def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=False):
+    """Compute every pending block of every run over the ranks of ``comm``; finalize the files.
+
+    All runs' files are opened (collectively, in plan order), their pending blocks go into one
+    pool dealt by `anderson_mpi.scheduler.Coordinator`, largest first; each block is written
+    by the rank that computed it; at the end each file gets its totals (collective).
 
     Parameters
     ----------
-    run : anderson_mpi.config.Run
+    runs : list of anderson_mpi.config.Run
+        Same solver settings (job-level keys).
     comm : mpi4py.MPI.Comm
     job_text : str
-    resume : bool
-        Continue an existing file (skip its done blocks) instead of creating it.
+    resumes : list of bool
+        Per run: continue its existing file instead of creating it.
     log : logging.Logger
     blas_threads : int
-    resume_flag : bool, optional
-        Whether the user asked for ``--resume`` (recorded; a first attempt under ``--resume``
-        finds no file and creates it). Defaults to ``resume``.
+    resume_flag : bool
+        Whether ``--resume`` was given (recorded).
 
     Returns
     -------
-    dict
-        The totals (sums over all blocks) and ``n_samples``.
+    list of dict
+        Per run: the totals and ``n_samples``.
     """
     from .store import RunFile
 
-    group_size = run.petsc_group_size if run.solver == "petsc" else 1
+    group_size = runs[0].petsc_group_size if runs[0].solver == "petsc" else 1
     group_comm, group, n_groups = worker_groups(comm, group_size)
-    ctx = make_context(run, group_comm, blas_threads)
-    n_open = (ctx.setup.lead_plus.n_open, ctx.setup.lead_minus.n_open)
+    leader = group_comm.rank == 0
+    contexts = [make_context(run, group_comm, blas_threads) for run in runs]
 
-    # No try/finally around the file: closing it is collective, and a rank that fails must
+    # No try/finally around the files: closing them is collective, and a rank that fails must
     # go straight to MPI_Abort (parallel.abort_on_error) instead of waiting in H5Fclose.
-    store = RunFile(run, ctx.layout, comm, job_text=job_text, resume=resume, n_open=n_open)
-    progress = ProgressLog(run.path, active=comm.rank == 0, warn=log.warning)
-    done = set(store.counted_blocks().tolist())
-    pending = [b for b in range(run.n_blocks) if b not in done]
-    progress.write("start", run=run.label, attempt=store.attempt, host=platform.node(),
-                   ranks=comm.size, groups=n_groups, n_blocks=run.n_blocks, done=len(done),
-                   pending=len(pending), resume=bool(resume),
-                   resume_flag=bool(resume if resume_flag is None else resume_flag), solver=run.solver,
-                   blas=blas_info(), slurm=slurm_info())
-    log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, %d rank(s), %d group(s), "
-             "attempt %d", run.label, run.samples, run.n_blocks, run.block_size, len(done),
-             len(pending), comm.size, n_groups, store.attempt)
-    start, computed = time.perf_counter(), 0
-    n_done = sum(len(run.block_samples(b)) for b in done)
-    blocks_done = len(done)
-    for blocks in deal_rounds(pending, n_groups):
-        if comm.rank in faults.planned("raise"):
+    files, pending = [], {}
+    for i, (run, ctx, resume) in enumerate(zip(runs, contexts, resumes)):
+        n_open = (ctx.setup.lead_plus.n_open, ctx.setup.lead_minus.n_open)
+        files.append(RunFile(run, ctx.layout, comm, job_text=job_text, resume=resume, n_open=n_open))
+        done = set(files[-1].counted_blocks().tolist())
+        pending[i] = [b for b in range(run.n_blocks) if b not in done]
+        if comm.rank == 0:
+            ProgressLog(run.path, active=True, warn=log.warning).write(
+                "start", run=run.label, attempt=files[-1].attempt, host=platform.node(),
+                ranks=comm.size, groups=n_groups, n_blocks=run.n_blocks, done=len(done),
+                pending=len(pending[i]), resume=bool(resume), resume_flag=bool(resume_flag),
+                solver=run.solver, blas=blas_info(), slurm=slurm_info())
+        log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, attempt %d",
+                 run.label, run.samples, run.n_blocks, run.block_size, len(done), len(pending[i]),
+                 files[-1].attempt)
+
+    items = work_items(runs, pending) if comm.rank == 0 else []
+    progress = None
+    if comm.rank == 0:
+        total = sum(r.samples for r in runs)
+        todo = sum(len(runs[i].block_samples(b)) for i, blocks in pending.items() for b in blocks)
+        progress = _Progress(runs, files, log, total, total - todo)
+        log.info("job: %d pending block(s) of %d run(s) dealt to %d worker(s) of %d rank(s), "
+                 "largest first", len(items), len(runs), n_groups, comm.size)
+    coordinator = Coordinator(comm, list(range(0, comm.size, group_size)), items,
+                              on_report=progress.block if progress else None)
+    serve = coordinator.serve_pending if comm.rank == 0 and not coordinator.threaded else None
+
+    record, first = None, True
+    while True:
+        item = coordinator.next_item(record) if leader else None
+        if group_size > 1:
+            item = group_comm.bcast(item, root=0)
+        if item is None:
+            break
+        if first and comm.rank in faults.planned("raise"):
             raise RuntimeError("injected fault (ANDERSON_MPI_FAULT)")
-        mine = blocks[group]
-        finished = []
-        if mine is not None:
-            result = compute_block(ctx, mine, rank=comm.rank)
-            if ctx.observe:
-                finished.append(result)
-        store.write_round(finished)
-        records = comm.gather([(r.block, r.rank, r.n_samples, r.seconds, r.unitarity_max)
-                               for r in finished], root=0)
-        for block, rank, n, seconds, worst in sorted(sum(records or [], [])):
-            progress.write("block", run=run.label, attempt=store.attempt, block=block, rank=rank,
-                           samples=n, seconds=seconds, unitarity_max=worst)
-        ours = [b for b in blocks if b is not None]
-        n_round = sum(len(run.block_samples(b)) for b in ours)
-        computed += n_round
-        n_done += n_round
-        blocks_done += len(ours)
-        rate = computed / (time.perf_counter() - start)
-        eta = (run.samples - n_done) / rate if rate > 0 else float("nan")
-        log.info("run %s: blocks %d/%d, samples %d/%d, %.2f samples/s, ETA %s",
-                 run.label, blocks_done, run.n_blocks, n_done, run.samples, rate, _hms(eta))
-    totals, n_total = store.finalize()
-    mean_g = totals["g"] / max(n_total, 1)
-    progress.write("complete", run=run.label, attempt=store.attempt, samples=n_total,
-                   conductance_mean=float(mean_g))
-    log.info("run %s: complete, %d samples, <g> = %.4f -> %s", run.label, n_total, mean_g, run.path)
-    store.close()
+        first = False
+        result = compute_block(contexts[item.run_index], item.block, rank=comm.rank,
+                               between_samples=serve)
+        record = None
+        if leader:
+            files[item.run_index].write_block(result)
+            record = {"run_index": item.run_index, "block": item.block, "rank": comm.rank,
+                      "samples": result.n_samples, "seconds": result.seconds,
+                      "unitarity_max": result.unitarity_max}
+    coordinator.finish()
+
+    out = []
+    for run, store in zip(runs, files):
+        totals, n_total = store.finalize()
+        mean_g = totals["g"] / max(n_total, 1)
+        if comm.rank == 0:
+            ProgressLog(run.path, active=True, warn=log.warning).write(
+                "complete", run=run.label, attempt=store.attempt, samples=n_total,
+                conductance_mean=float(mean_g))
+        log.info("run %s: complete, %d samples, <g> = %.4f -> %s", run.label, n_total, mean_g, run.path)
+        store.close()
+        out.append({**totals, "n_samples": n_total})
     group_comm.Free()
-    return {**totals, "n_samples": n_total}
+    return out
 
 
 # Errors that explain themselves in one line when they end a job (no traceback).

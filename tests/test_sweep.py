@@ -15,7 +15,7 @@ from conftest import ROOT, child_env, kill_tree, read_progress, run_mpi
 
 import anderson_mpi as am
 from anderson_mpi.config import PlanError, make_plan
-from anderson_mpi.parallel import deal_rounds
+from anderson_mpi import scheduler
 from anderson_mpi.sweep import potential
 
 SMALL_JOB = """
@@ -81,33 +81,72 @@ def test_samples_are_fixed_by_seed_and_common_across_W():
     assert not np.allclose(potential(other_size, 11), v6)
 
 
-def test_deal_rounds_covers_every_block_once():
-    rounds = deal_rounds(list(range(11)), 4)
-    flat = [b for r in rounds for b in r if b is not None]
-    assert sorted(flat) == list(range(11)) and len(rounds) == 3 and rounds[-1].count(None) == 1
+def test_the_pool_holds_every_pending_block_once_largest_first():
+    runs = make_plan({"geometry": "cube", "sizes": [4, 8, 6], "W": [2.0, 6.0], "samples": 10,
+                      "block_size": 3}, "t")
+    pending = {i: [b for b in range(r.n_blocks) if b != 1] for i, r in enumerate(runs)}
+    items = scheduler.work_items(runs, pending)
+    assert sorted((it.run_index, it.block) for it in items) == sorted(
+        (i, b) for i, blocks in pending.items() for b in blocks)
+    costs = [it.cost for it in items]
+    assert costs == sorted(costs, reverse=True)
+    assert runs[items[0].run_index].Nx == 8 and runs[items[-1].run_index].Nx == 4
+    # the short last block (10 = 3 + 3 + 3 + 1 samples) of the smallest run comes last
+    assert items[-1].block == 3 and items[-1].cost == pytest.approx(scheduler.block_cost(runs[0], 3))
+
+
+def test_simulated_dealing():
+    # list scheduling of 3, 3, 2, 2, 2 on 2 workers: {3, 2, 2} and {3, 2} -> makespan 7
+    makespan, util = scheduler.simulate([3, 3, 2, 2, 2], 2)
+    assert makespan == 7 and util == pytest.approx(12 / 14)
+    assert scheduler.simulate([5], 4) == (5, pytest.approx(0.25))
+    # 40 equal blocks on 64 ranks, one run: 40/64 busy, dealt or in rounds alike
+    runs = make_plan({"geometry": "cube", "sizes": [10], "W": [6.0], "samples": 1000,
+                      "block_size": 25}, "t")
+    assert scheduler.utilization_of_plan(runs, 64) == pytest.approx(40 / 64)
+    assert scheduler.utilization_of_plan(runs, 64, lockstep=True) == pytest.approx(40 / 64)
+    # several sizes: rounds per run waste what the pool fills
+    runs = make_plan({"geometry": "cube", "sizes": [6, 8, 10], "W": [6.0], "samples": 30,
+                      "block_size": 4}, "t")
+    pool, rounds = (scheduler.utilization_of_plan(runs, 3, lockstep=flag) for flag in (False, True))
+    assert pool > rounds and pool > 0.9
+    assert scheduler.suggest_block_size(runs, 8)[0] == 4  # already above 90%: keep it
+    one = make_plan({"geometry": "cube", "sizes": [10], "W": [6.0], "samples": 1000, "block_size": 25}, "t")
+    size, util = scheduler.suggest_block_size(one, 64)
+    assert util >= 0.9 and 1 <= size < 25
+    assert scheduler.utilization_of_plan(make_plan({"geometry": "cube", "sizes": [10], "W": [6.0],
+                                                    "samples": 1000, "block_size": size}, "t"), 64) == util
 
 
 # --- (a) rank-count independence ------------------------------------------------------------
 
 def test_totals_independent_of_rank_count(tmp_path):
-    job = write_job(tmp_path / "small.toml")
+    """Runs of two sizes in one pool, a short last block: the same totals, bit for bit."""
+    job = write_job(tmp_path / "small.toml", sizes="[4, 5]")
     totals = {}
-    for np_ in (1, 2, 4):
+    for np_ in (1, 2, 3, 4):
         out = tmp_path / f"np{np_}"
         proc = run_cli(["run", job, "--out", out], np_=np_)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        totals[np_] = read_totals(out / "cube_N4_W6.h5")
-    assert totals[1]["n_samples"] == 22
-    assert_totals_identical(totals[1], totals[2])
-    assert_totals_identical(totals[1], totals[4])
+        totals[np_] = {N: read_totals(out / f"cube_N{N}_W6.h5") for N in (4, 5)}
+    assert totals[1][4]["n_samples"] == 22
+    for np_ in (2, 3, 4):
+        for N in (4, 5):
+            assert_totals_identical(totals[1][N], totals[np_][N])
+    totals = {np_: t[4] for np_, t in totals.items()}
     # the totals are the sums of the samples themselves (serial, no files, no MPI)
     run = make_plan({"geometry": "cube", "sizes": [4], "W": [6.0], "samples": 22, "block_size": 3,
                      "seed": 7, "cuts": [0.3, 0.9]}, "small")[0]
     from anderson_mpi.moments import make_layout, sample_observables
     layout = make_layout(4, 4, 4, run.hopping, run.cuts)
-    with h5py.File(tmp_path / "np2" / "cube_N4_W6.h5", "r") as f:  # per-block records
-        assert set(f["blocks/rank"][...]) == {0, 1} and np.all(f["blocks/attempt"][...] == 1)
-        assert np.all(f["blocks/seconds"][...] > 0) and f["attempts"][()] == 1
+    for N in (4, 5):  # per-block records: every rank worked, on both runs of the pool
+        with h5py.File(tmp_path / "np3" / f"cube_N{N}_W6.h5", "r") as f:
+            assert np.all(f["blocks/attempt"][...] == 1) and f["attempts"][()] == 1
+            assert np.all(f["blocks/seconds"][...] > 0)
+            ranks = set(f["blocks/rank"][...])
+        assert ranks <= {0, 1, 2}
+    both = [set(h5py.File(tmp_path / "np3" / f"cube_N{N}_W6.h5", "r")["blocks/rank"][...]) for N in (4, 5)]
+    assert both[0] | both[1] == {0, 1, 2}
     direct = sum(sample_observables(am.mode_matrices(potential(run, s)), layout)["tr_gg"] for s in range(22))
     assert np.allclose(totals[2]["tr_gg"], direct, rtol=1e-12, atol=0)
 
@@ -203,6 +242,45 @@ def test_resume_of_a_complete_run_recomputes_nothing(tmp_path):
     assert second["attempt"] == 2 and second["pending"] == 0 and second["done"] == 8
     assert all(r["attempt"] == 1 for r in read_progress(path, "block"))
     assert_totals_identical(before, read_totals(path))
+
+
+def test_random_interruptions_then_resume_are_exact(tmp_path):
+    """SIGKILL or SIGTERM at random points of a pool of three runs, resumed each time."""
+    job = write_job(tmp_path / "pool.toml", sizes="[4, 6, 7]", samples=34, block_size=3)
+    out, reference = tmp_path / "interrupted", tmp_path / "reference"
+    paths = [out / f"cube_N{N}_W6.h5" for N in (4, 6, 7)]
+    rng = np.random.default_rng(2026)
+    for attempt in range(3):
+        proc = start_run(job, out) if attempt == 0 else start_run_resume(job, out)
+        target = int(rng.integers(1, 12))
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and proc.poll() is None:
+                try:
+                    if sum(len(read_progress(p, "block")) for p in paths if p.exists()) >= target * (attempt + 1):
+                        break
+                except FileNotFoundError:
+                    pass
+                time.sleep(0.02)
+        finally:
+            kill_tree(proc.pid, 9 if rng.random() < 0.5 else 15)
+            proc.wait(timeout=60)
+        time.sleep(0.3)
+    resumed = run_cli(["run", job, "--out", out, "--resume"], np_=3)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert run_cli(["run", job, "--out", reference], np_=2).returncode == 0
+    for path in paths:
+        assert_totals_identical(read_totals(path), read_totals(reference / path.name))
+        blocks = read_progress(path, "block")
+        written = [(r["block"]) for r in blocks]
+        assert len(written) == len(set(written)), "a block was written twice"
+
+
+def start_run_resume(job, out, np_=2):
+    cmd = ["mpirun", "-n", str(np_), sys.executable, "-m", "anderson_mpi", "run", str(job), "--out",
+           str(out), "--resume"]
+    return subprocess.Popen(cmd, env=child_env(), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 # --- (c), (d) failures end the job ----------------------------------------------------------

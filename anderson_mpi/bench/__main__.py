@@ -6,6 +6,7 @@ import argparse
 from ..parallel import limit_blas_threads
 from .common import blas_line
 from .engine import bench_engine, bench_observables, bench_small_sizes
+from .scheduling import bench_scheduling
 from .sweep import bench_sweep
 
 
@@ -16,6 +17,8 @@ def main(argv=None):
     parser.add_argument("--skip-observables", action="store_true")
     parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--skip-scheduling", action="store_true")
+    parser.add_argument("--jobs", default="jobs", help="directory of job files for the cost-model table")
     args = parser.parse_args(argv)
     limit_blas_threads(1)
     print(blas_line())
@@ -27,6 +30,8 @@ def main(argv=None):
         bench_small_sizes()
     if not args.skip_sweep:
         bench_sweep()
+    if not args.skip_scheduling:
+        bench_scheduling(jobs_dir=args.jobs)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ DEMO = {"name": "demo", "geometry": "cube", "W": [6.0], "block_size": 24, "seed"
 
 
 def sweep_rates(np_, sizes, samples, directory):
-    """``{N: samples/s}`` of one job under ``mpirun -n np_`` (start record to complete record)."""
-    job = write_job(directory, dict(DEMO, sizes=list(sizes), samples=samples))
-    out = directory / f"np{np_}"
-    mpirun(np_, ["run", job, "--out", out, "--overwrite"])
+    """``{N: samples/s}`` of ``mpirun -n np_``, one job per size (start to complete record)."""
     rates = {}
     for N in sizes:
+        job = write_job(directory, dict(DEMO, sizes=[N], samples=samples))
+        out = directory / f"np{np_}"
+        mpirun(np_, ["run", job, "--out", out, "--overwrite"])
         records = read_records(progress_path(str(out / f"cube_N{N}_W6.h5")))
         start = [r for r in records if r["event"] == "start"][-1]
         done = [r for r in records if r["event"] == "complete"][-1]
