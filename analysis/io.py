@@ -21,6 +21,8 @@ __all__ = ["ResultsError", "DoneBlocks", "RunData", "open_run", "discover"]
 # Fields the estimators read (see anderson_mpi.moments.field_shapes).
 FIELDS = ("tr_g", "tr_gg", "mean_k", "g2_kdiag", "tr_g3", "cut_pair", "cut_tr_ggg",
           "cut_kdiag_ab_bc", "cut_kdiag_bc_ca", "g", "g_sq", "fano_num")
+# Fields a job may enable; read when the file has them (analysis.estimators.M3_SPLIT_FIELDS).
+OPTIONAL_FIELDS = ("diag_tr_g_g2", "diag_tr_g3", "diag_kdiag_aa_ac")
 
 
 class ResultsError(RuntimeError):
@@ -161,6 +163,8 @@ def open_run(path):
         if missing:
             raise KeyError(f"/blocks/{missing[0]}")
         data.blocks = {name: DoneBlocks(f["blocks"][name], done) for name in FIELDS}
+        data.blocks.update({name: DoneBlocks(f["blocks"][name], done)
+                            for name in OPTIONAL_FIELDS if name in f["blocks"]})
         for key in ("geometry", "Nx", "Ny", "Nz", "W"):
             if key not in run:
                 raise KeyError(f"run attribute {key!r}")

@@ -21,6 +21,21 @@ def projector(U, orbit_index, orbit_size):
     return project
 
 
+def m3_split_fields(g, U, orbit_index, n_orb):
+    """The optional per-sample fields of the m3 split, straight from the dense blocks
+    ``g[a, b]`` = G_ab (what the simulation stores when a job enables them)."""
+    Nx = g.shape[0]
+    g2_diag = [sum(g[a, c] @ g[c, a] for c in range(Nx)) for a in range(Nx)]  # (G^2)_aa
+    kd = np.zeros((Nx, Nx, n_orb), complex)
+    for a in range(Nx):
+        for c in range(Nx):
+            diag = np.einsum("pk,pq,qk->k", U.conj(), g[a, a] @ g[a, c], U)
+            kd[a, c] = np.bincount(orbit_index, diag.real, n_orb) + 1j * np.bincount(orbit_index, diag.imag, n_orb)
+    return {"diag_tr_g_g2": np.real(sum(np.trace(g[a, a] @ g2_diag[a]) for a in range(Nx))),
+            "diag_tr_g3": np.array([np.trace(g[a, a] @ g[a, a] @ g[a, a]).real for a in range(Nx)]),
+            "diag_kdiag_aa_ac": kd}
+
+
 @pytest.mark.parametrize("shape, hopping", [((5, 3, 3), (1.0, 0.4, 0.4)), ((6, 4, 2), (1.0, 0.4, 0.3))])
 def test_cumulants_equal_brute_force(shape, hopping):
     Nx, Ny, Nz = shape
@@ -30,20 +45,22 @@ def test_cumulants_equal_brute_force(shape, hopping):
     cuts = [0.3, 0.7]
     layout = make_layout(Nx, Ny, Nz, hopping, cuts)
 
+    U = am.lead_modes(Ny, Nz, 0.2, hopping).U
+    orbit_index, orbit_size = k_orbits(Ny, Nz, hopping)
     sums = None
     blocks = []
     for V in samples:
         obs = sample_observables(am.mode_matrices(V, hopping), layout)
-        sums = obs if sums is None else {k: sums[k] + obs[k] for k in obs}
         g = am.g_neq(V, hopping).reshape(Nx, n_perp, Nx, n_perp).transpose(0, 2, 1, 3)
+        obs.update(m3_split_fields(g, U, orbit_index, len(orbit_size)))
+        sums = obs if sums is None else {k: sums[k] + obs[k] for k in obs}
         blocks.append(g)
     n = len(samples)
     means = Means({k: np.asarray(v) / n for k, v in sums.items()}, n)
     est = cumulants(means, n_perp, layout.orbit_size, layout.cuts)
 
     G = np.array(blocks)  # (sample, a, b, p, q)
-    U = am.lead_modes(Ny, Nz, 0.2, hopping).U
-    P = projector(U, *k_orbits(Ny, Nz, hopping))
+    P = projector(U, orbit_index, orbit_size)
     mean = {(a, b): P(G[:, a, b].mean(0)) for a in range(Nx) for b in range(Nx)}
     tr = np.trace
 
@@ -68,6 +85,14 @@ def test_cumulants_equal_brute_force(shape, hopping):
         assert np.allclose(est["C3_imag"][i], brute.imag, atol=1e-12)
     m3 = sum(c3(a, b, c) for a in range(Nx) for b in range(Nx) for c in range(Nx))
     assert est["m3"] == pytest.approx(m3.real, abs=1e-11)
+    # the m3 split: sums of C3 over index triples with coinciding slices, term by term
+    triples = [(a, b, c) for a in range(Nx) for b in range(Nx) for c in range(Nx)]
+    coinciding = sum(c3(a, b, c) for a, b, c in triples if a == b or b == c or c == a)
+    assert est["c3_sum_aac"] == pytest.approx(sum(c3(a, a, c) for a in range(Nx) for c in range(Nx)).real,
+                                              abs=1e-11)
+    assert est["c3_sum_aaa"] == pytest.approx(sum(c3(a, a, a) for a in range(Nx)).real, abs=1e-11)
+    assert est["m3_coinciding"] == pytest.approx(coinciding.real, abs=1e-11)
+    assert est["m3_distinct"] == pytest.approx((m3 - coinciding).real, abs=1e-11)
     # the U(1) maps
     assert np.allclose(est["map1"], [[tr(G[:, a, b].mean(0)) / n_perp for b in range(Nx)] for a in range(Nx)])
     j = layout.cuts[0]
