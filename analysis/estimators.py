@@ -165,6 +165,21 @@ class Replicated:
         """The leaf ``key`` of a dict-valued estimate, as a `Replicated`."""
         return Replicated(self.full[key], {k: (reps[key], h) for k, (reps, h) in self.groups.items()})
 
+    def covariance(self):
+        """Jackknife covariance matrix ``(n, n)`` of a real array leaf (flattened), from the
+        same pseudo-values as `error` (its diagonal is ``error**2``); independent data sets
+        (groups) add."""
+        full = np.asarray(self.full, float).ravel()
+        cov = np.zeros((len(full), len(full)))
+        for reps, h in self.groups.values():
+            hh = np.asarray(h, float)[:, None]
+            r = np.asarray(reps, float).reshape(len(hh), -1)
+            g = len(hh)
+            theta_j = g * full - np.sum((1.0 - 1.0 / hh) * r, axis=0)
+            dev = (hh * full - (hh - 1.0) * r - theta_j) / np.sqrt(hh - 1.0)
+            cov += dev.T @ dev / g
+        return cov
+
     def replicate(self, key, j):
         reps, _ = self.groups[key]
         return _take(reps, j)
