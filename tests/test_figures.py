@@ -35,10 +35,14 @@ CUBE_FIGURES = ["fig2_u1_maps", "fig3a_g1", "fig3b_g2", "fig3c_g2_collapse", "fi
                 "fig3e_g3_cut", "fig3f_g3_cut", "fig4_m_scaling", "conductance"]
 ABSENT = ["fig5_quasi1d", "fig6_quasi1d_g2", "fig7_quasi1d_g3", "fig8_W_g1", "fig9_W_g2",
           "fig10_W_g3", "fig_dn_vs_W"]
-RUN_KEYS = ["geometry", "N", "Nx", "Ny", "Nz", "W", "samples", "dn1", "dn1_err", "intercept",
-            "intercept_err", "m2", "m2_err", "m3", "m3_err", "conductance", "conductance_err", "fano",
-            "fano_err", "dn2", "dn2_err", "dn3", "dn3_err", "dn1_chi2_dof", "dn2_chi2_dof",
-            "dn3_chi2_dof"]
+RUN_KEYS = ["geometry", "N", "Nx", "Ny", "Nz", "W", "samples", "window", "dn1", "dn1_err",
+            "intercept", "intercept_err", "m2", "m2_err", "m3", "m3_err", "conductance",
+            "conductance_err", "fano", "fano_err", "dn2", "dn2_err", "dn3", "dn3_err",
+            "dn1_wls", "dn1_wls_err", "dn2_wls", "dn2_wls_err", "dn3_wls", "dn3_wls_err",
+            "dn1_rel_residual", "dn2_rel_residual", "dn3_rel_residual",
+            "dn1_chi2_corr", "dn1_chi2_corr_dof", "dn1_chi2_corr_note", "dn2_chi2_corr_note",
+            "dn3_chi2_corr_note", "dn3_line", "dn3_line_err", "window_grid",
+            "dn1_window_range", "dn2_window_range", "dn3_window_range"]
 
 
 def run_py(args, timeout=300):
@@ -80,6 +84,14 @@ def test_figures_summary_and_table_from_a_real_run(results, tmp_path):
     assert [r["N"] for r in runs] == [4, 5, 6]
     for r in runs:
         assert set(RUN_KEYS) <= set(r), set(RUN_KEYS) - set(r)
+        assert not any(k.endswith("chi2_dof") for k in r)  # no chi2 of "independent" points
+        assert r["window"] == {"drop_slices": 0, "drop_diagonal": 0}
+        assert [(g["drop_slices"], g["drop_diagonal"]) for g in r["window_grid"]] == \
+            [(k, d) for k in (0, 1, 2) for d in (0, 1, 2)]
+        head = [g for g in r["window_grid"] if g["drop_slices"] == g["drop_diagonal"] == 0][0]
+        assert (head["dn1"], head["dn2"], head["dn3"]) == (r["dn1"], r["dn2"], r["dn3"])
+        # 6 blocks: never 3 blocks per window point, so no correlated chi2, and it says why
+        assert r["dn2_chi2_corr"] is None and "blocks" in r["dn2_chi2_corr_note"]
         assert r["geometry"] == "cube" and r["W"] == 6.0 and r["samples"] == 24
         assert r["Nx"] == r["Ny"] == r["Nz"] == r["N"]
         for key in ("dn1", "m2", "conductance", "fano", "dn2", "dn3"):
@@ -88,7 +100,13 @@ def test_figures_summary_and_table_from_a_real_run(results, tmp_path):
         assert r["dn1"] > 0 and r["m2"] > 0 and r["conductance"] > 0 and 0 < r["fano"] < 1
     ext = summary["fits"]["dn2_extrapolated"]
     assert len(ext) == 1 and ext[0]["sizes"] == [4, 5, 6] and ext[0]["n_params"] == 3
-    assert {"dn2", "dn2_err", "beta", "beta_err", "gamma", "gamma_err", "chi2_dof"} <= set(ext[0])
+    assert {"dn2", "dn2_err", "beta", "beta_err", "gamma", "gamma_err", "rel_residual",
+            "dn2_wls", "window_grid", "dn2_window_range"} <= set(ext[0])
+    series = summary["fits"]["dn_vs_size"]
+    assert len(series) == 1 and series[0]["dn1_n_params"] == 2  # 3 sizes: a + b/N
+    assert {"dn1_inf", "dn1_inf_err", "dn2_inf", "dn3_inf", "dn3_line_inf"} <= set(series[0])
+    trans = summary["fits"]["transport"]
+    assert len(trans) == 1 and trans[0]["sigma"] > 0 and trans[0]["mean_free_path_err"] > 0
     expo = summary["fits"]["m_exponents"]
     assert len(expo) == 1 and {"m2_exponent", "m2_exponent_err", "m3_exponent",
                                "m3_exponent_err", "m3_sign"} <= set(expo[0])
@@ -97,6 +115,7 @@ def test_figures_summary_and_table_from_a_real_run(results, tmp_path):
     header = [i for i, line in enumerate(lines) if line.startswith("geometry")]
     assert header and all(lines[header[0] + k].startswith("cube") for k in (1, 2, 3))
     assert "extrapolated" in proc.stdout and str(work / "summary.json") in proc.stdout
+    assert "Window sensitivity" in proc.stdout and "mean free path" in proc.stdout
 
 
 def test_exact_identities_on_real_data(results):
