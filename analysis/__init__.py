@@ -3,10 +3,10 @@
 Modules: `qssep` (g_n^Q for any n), `io` (reading result directories), `estimators`
 (connected cumulants with the block jackknife), `windows` (which points a fit counts),
 `fits` (the OLS protocol: dn per order, N -> infinity, exponents), `transport` (Ohm's law,
-mean free path), `report` (summary.json and the table), `figures` (matplotlib; imported on
-demand).
+mean free path), `report` (summary.json and the table), `comparison` (comparison.md),
+`figures` (matplotlib; imported on demand).
 Command line: ``python -m analysis RESULTS_DIR`` (``make figures``).
 """
-from . import estimators, fits, io, qssep, report, transport, windows  # noqa: F401
+from . import comparison, estimators, fits, io, qssep, report, transport, windows  # noqa: F401
 
-__all__ = ["qssep", "io", "estimators", "windows", "fits", "transport", "report"]
+__all__ = ["qssep", "io", "estimators", "windows", "fits", "transport", "report", "comparison"]

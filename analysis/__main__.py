@@ -1,4 +1,5 @@
-"""``python -m analysis RESULTS_DIR``: summary.json, figures and the summary table.
+"""``python -m analysis RESULTS_DIR``: summary.json, comparison.md, figures and the summary
+table.
 
 Exit status 0 on success; 2 (and a message naming the missing or incomplete runs, no
 traceback) when the directory is missing, holds no result files or holds incomplete runs
@@ -43,11 +44,12 @@ def main(argv=None):
                              "indices within D (default: [analysis] drop_diagonal, else 0: every "
                              "pair a != b)")
     parser.add_argument("--no-figures", action="store_true",
-                        help="summary.json and the table only")
+                        help="summary.json, comparison.md and the table only")
     parser.add_argument("--figures", nargs="+", metavar="NAME",
                         help="only these figures (names as in analysis.figures.FIGURES)")
     args = parser.parse_args(argv)
 
+    from .comparison import write_comparison
     from .io import ResultsError
     from .report import analyze, format_table, write_summary
 
@@ -58,6 +60,7 @@ def main(argv=None):
         sys.stderr.write(f"analysis: error: {err}\n")
         return EXIT_BAD_INPUT
     path = write_summary(an)
+    comparison = write_comparison(an)
     written, failed = [], {}
     if not args.no_figures:
         from .figures import FIGURES, make_figures
@@ -70,6 +73,7 @@ def main(argv=None):
     print(format_table(an.summary))
     print()
     print(f"summary: {path}")
+    print(f"comparison with the paper: {comparison}")
     if written:
         pngs = sorted(p.name for p in written if p.suffix == ".png")
         print(f"figures: {len(pngs)} (PNG + PDF) in {written[0].parent}: {', '.join(pngs)}")

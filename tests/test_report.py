@@ -1,6 +1,6 @@
 """``python -m analysis`` on synthetic result files: the fit window from the job file's
 ``[analysis]`` table and the command line, bad input, the m3 split in summary.json and the
-table.
+table, comparison.md.
 
 The files hold the planted ensemble of `test_estimators` (fast; no simulation). The job text
 stored in a file is read through ``RunData.job_toml`` (exposed by ``analysis.io``); until
@@ -118,6 +118,8 @@ def test_m3_split_in_the_summary_the_table_and_the_exponents(rng, tmp_path, caps
     assert {"m3_distinct_exponent", "m3_distinct_exponent_err", "m3_coinciding_exponent",
             "m3_coinciding_sign"} <= set(expo)
     assert "m3 split by coinciding slice indices" in out and "m3_coinciding ~" in out
+    text = (res / "comparison.md").read_text()
+    assert "| m3, distinct slices |" in text and "| m3, coinciding slices |" in text
 
     plain = make_dir(rng, tmp_path / "plain", JOB, m3_split=False)
     code, out, err = run_main([plain, "--no-figures"], capsys)
@@ -126,3 +128,9 @@ def test_m3_split_in_the_summary_the_table_and_the_exponents(rng, tmp_path, caps
     assert all("m3_distinct" not in r for r in summary["runs"])
     assert "m3_distinct_exponent" not in summary["fits"]["m_exponents"][0]
     assert "m3 split" not in out
+
+
+def test_comparison_without_cube_runs(tmp_path):
+    from analysis.comparison import comparison_markdown
+    text = comparison_markdown({"fits": {"dn_vs_size": []}, "runs": []})
+    assert "No cube runs" in text
