@@ -4,7 +4,7 @@ Modules: `qssep` (g_n^Q for any n), `io` (reading result directories), `estimato
 (connected cumulants with the block jackknife), `windows` (which points a fit counts),
 `fits` (the OLS protocol: dn per order, N -> infinity, exponents), `transport` (Ohm's law,
 mean free path), `report` (summary.json and the table), `comparison` (comparison.md),
-`figures` (matplotlib; imported on demand).
+`figures` (matplotlib, with the data of every figure; imported on demand).
 Command line: ``python -m analysis RESULTS_DIR`` (``make figures``).
 """
 from . import comparison, estimators, fits, io, qssep, report, transport, windows  # noqa: F401

@@ -1,5 +1,5 @@
-"""``python -m analysis RESULTS_DIR``: summary.json, comparison.md, figures and the summary
-table.
+"""``python -m analysis RESULTS_DIR``: summary.json, comparison.md, figures (with the data
+behind each) and the summary table.
 
 Exit status 0 on success; 2 (and a message naming the missing or incomplete runs, no
 traceback) when the directory is missing, holds no result files or holds incomplete runs
@@ -76,7 +76,8 @@ def main(argv=None):
     print(f"comparison with the paper: {comparison}")
     if written:
         pngs = sorted(p.name for p in written if p.suffix == ".png")
-        print(f"figures: {len(pngs)} (PNG + PDF) in {written[0].parent}: {', '.join(pngs)}")
+        print(f"figures: {len(pngs)} (PNG + PDF, data in CSV) in {written[0].parent}: "
+              f"{', '.join(pngs)}")
     if failed:
         sys.stderr.write("analysis: error: figures failed: " + "; ".join(
             f"{name} ({why})" for name, why in failed.items()) + "\n")

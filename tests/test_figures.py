@@ -118,6 +118,81 @@ def test_figures_summary_and_table_from_a_real_run(results, tmp_path):
     assert "Window sensitivity" in proc.stdout and "mean free path" in proc.stdout
 
 
+def read_csv(path):
+    import csv
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_figure_data_and_comparison_hold_the_headline_numbers(results, tmp_path):
+    """Every figure has its CSV; the dashed overlays in them are the headline fits of
+    summary.json, and comparison.md quotes the headline numbers."""
+    work = tmp_path / "res"
+    shutil.copytree(results, work)
+    proc = run_py(["-m", "analysis", work])
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((work / "summary.json").read_text())
+    big = summary["runs"][-1]
+    figdir = work / "figures"
+    for name in CUBE_FIGURES:
+        rows = read_csv(figdir / f"{name}.csv")
+        assert rows and {"kind", "value"} <= set(rows[0]), name
+    # fig3a: the dashed line is intercept + dn1 x of the largest N
+    fit = [r for r in read_csv(figdir / "fig3a_g1.csv") if r["kind"] == "fit"]
+    xs = np.array([float(r["x"]) for r in fit])
+    ys = np.array([float(r["value"]) for r in fit])
+    slope, icpt = np.polyfit(xs, ys, 1)
+    assert np.isclose(slope, big["dn1"], rtol=1e-8) and np.isclose(icpt, big["intercept"], rtol=1e-8)
+    data = [r for r in read_csv(figdir / "fig3a_g1.csv") if r["kind"] == "data"]
+    assert {int(r["N"]) for r in data} == {4, 5, 6} and all(r["in_window"] == "1" for r in data)
+    # fig3b: dashed curves are dn2^2 (min(x,y) - xy) with the headline dn2 of the largest N;
+    # a = b points are drawn open (outside the window)
+    rows = read_csv(figdir / "fig3b_g2.csv")
+    curve = [r for r in rows if r["kind"] == "qssep"]
+    x, y = (np.array([float(r[k]) for r in curve]) for k in ("x", "y"))
+    v = np.array([float(r["value"]) for r in curve])
+    shape = np.minimum(x, y) - x * y
+    assert np.allclose(v, big["dn2"] ** 2 * shape, atol=1e-9)
+    pts = [r for r in rows if r["kind"] == "data"]
+    diag = [r for r in pts if np.isclose(float(r["x"]), float(r["y"]))]
+    assert diag and all(r["in_window"] == "0" for r in diag)
+    assert all(r["in_window"] == "1" for r in pts if r not in diag)
+    assert any(r["kind"] == "residual" for r in rows)
+    # fig3c: the collapse uses the extrapolated dn2
+    ext = summary["fits"]["dn2_extrapolated"][0]
+    curve = [r for r in read_csv(figdir / "fig3c_g2_collapse.csv") if r["kind"] == "qssep"]
+    x, y, v = (np.array([float(r[k]) for r in curve]) for k in ("x", "y", "value"))
+    assert np.allclose(v, ext["dn2"] ** 2 * (np.minimum(x, y) - x * y), atol=1e-9)
+    # conductance: the dashed line is the reported sigma N + offset
+    trans = summary["fits"]["transport"][0]
+    fit = [r for r in read_csv(figdir / "conductance.csv") if r["kind"] == "fit"]
+    xs, ys = (np.array([float(r[k]) for r in fit]) for k in ("x", "value"))
+    assert np.allclose(ys, trans["sigma"] * xs + trans["offset"])
+
+    text = (work / "comparison.md").read_text()
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) >= 8 and "1.71" in text and "1.43" in text and "-0.77" in text
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header[3] == "ours, N = 6"
+
+    def cell(label, column):
+        row = [line for line in table if line.startswith(f"| {label}")][0]
+        return [c.strip() for c in row.strip("|").split("|")][column]
+
+    def value_and_error(text):
+        v, e = (float(t) for t in text.split("±"))
+        return v, e
+
+    v, e = value_and_error(cell("dn^(1) |", 3))
+    assert abs(v - big["dn1"]) <= 0.5 * 10 ** -len(str(e).split(".")[1]) + 1e-12
+    assert np.isclose(e, big["dn1_err"], rtol=0.05)
+    assert "OLS" in cell("dn^(1) |", 5) and "N = 4, 5, 6" in cell("dn^(1) |", 5)
+    v, _ = value_and_error(cell("dn^(2) extrapolated", 4))
+    assert np.isclose(v, ext["dn2"], atol=0.01)
+    v, _ = value_and_error(cell("dn^(3), the paper's line", 3))
+    assert np.isclose(v, big["dn3_line"], atol=0.01)
+
+
 def test_exact_identities_on_real_data(results):
     """Per-sample identities that any correct estimator keeps: symmetries and a cross-check."""
     from anderson_mpi.store import read_summary
