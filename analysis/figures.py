@@ -184,9 +184,10 @@ def _gname(geometry, n):
     return f"$g_{n}^{{A}}$" if geometry == "cube" else f"$g_{n}^{{\\mathrm{{q1d}}}}$"
 
 
-def _window_note(an):
+def _window_note(an, open_points=True):
     w = an.window
-    return f"OLS, K = {w.drop_slices}, D = {w.drop_diagonal}; open: outside the fit window"
+    note = f"OLS, K = {w.drop_slices}, D = {w.drop_diagonal}"
+    return note + ("; open: outside the fit window" if open_points else "")
 
 
 # window masks as full (symmetric) matrices, for drawing
@@ -460,7 +461,8 @@ def fig3f_g3_cut(an, rec):
 
 # --- Fig. 4 and SM Fig. 5 ---------------------------------------------------------------------
 
-def _plot_m_scaling(ax, rec, groups, key, scale_power, ylabel, panel, marker="o", label_prefix=""):
+def _plot_m_scaling(ax, rec, groups, key, scale_power, ylabel, panel, marker="o", label_prefix="",
+                    legend_keys=True):
     """|m| * size^scale_power versus size per group (log-log), dashed ~size."""
     cols = _colors(len(groups))
     any_points = False
@@ -488,8 +490,9 @@ def _plot_m_scaling(ax, rec, groups, key, scale_power, ylabel, panel, marker="o"
         any_points = True
     if not any_points:
         raise Skip("no data")
-    ax.plot([], [], **DASH, label=r"$\propto$ size")
-    ax.plot([], [], marker="o", mfc="none", color="0.4", ls="none", label="negative value")
+    if legend_keys:
+        ax.plot([], [], **DASH, label=r"$\propto$ size")
+        ax.plot([], [], marker="o", mfc="none", color="0.4", ls="none", label="negative value")
     ax.set_xscale("log")
     ax.set_yscale("log")
     _size_ticks(ax, [n for g in groups for n in g.sizes])
@@ -510,7 +513,7 @@ def fig4_m_scaling(an, rec):
         _plot_m_scaling(axes[2], rec, split, "m3_distinct", 0, "parts of $|m_3|$", "m3_split",
                         marker="s", label_prefix="distinct, ")
         _plot_m_scaling(axes[2], rec, split, "m3_coinciding", 0, "parts of $|m_3|$", "m3_split",
-                        marker="^", label_prefix="coinciding, ")
+                        marker="^", label_prefix="coinciding, ", legend_keys=False)
         axes[2].set_title("$m_3$ from distinct / coinciding slices", fontsize=9)
     for ax in axes:
         ax.set_xlabel("$N$")
@@ -650,7 +653,7 @@ def fig_dn_vs_W(an, rec):
         ax.axhline(0, color="0.7", lw=0.5)
         ax.set_xlabel("$W$")
         ax.set_ylabel(r"$\Delta n$")
-        ax.set_title(f"{geometry} ({_window_note(an)})", fontsize=9)
+        ax.set_title(f"{geometry} ({_window_note(an, open_points=False)})", fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle(r"SM Figs. 8-10: fitted $\Delta n$ per order versus disorder")
     fig.tight_layout()

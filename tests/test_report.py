@@ -134,3 +134,27 @@ def test_comparison_without_cube_runs(tmp_path):
     from analysis.comparison import comparison_markdown
     text = comparison_markdown({"fits": {"dn_vs_size": []}, "runs": []})
     assert "No cube runs" in text
+
+
+def test_every_figure_and_its_data_on_a_w_sweep_and_quasi1d_runs(rng, tmp_path, capsys):
+    """All 16 figures (cube at two W, quasi-1d runs) render and write their CSV."""
+    import h5py
+    from analysis.figures import FIGURES
+    res = tmp_path / "sweep"
+    res.mkdir()
+    for geometry, W in (("cube", 6.0), ("cube", 7.0), ("quasi1d", 4.0)):
+        for nx in (4, 5, 6):
+            planted = Planted(rng, Nx=nx, Ny=2, Nz=2, cuts=[0.3, 0.6])
+            sums = block_sums(planted.samples(rng, 40), [10] * 4)
+            path = write_synthetic_file(res / f"{geometry}_N{nx}_W{W:g}.h5", planted, sums, [10] * 4,
+                                        W=W, m3_split=True)
+            with h5py.File(path, "r+") as f:
+                run = json.loads(f.attrs["run"])
+                run["geometry"] = geometry
+                f.attrs["run"] = json.dumps(run)
+    code, out, err = run_main([res], capsys)
+    assert code == 0, err
+    for name in FIGURES:
+        assert (res / "figures" / f"{name}.png").is_file(), name
+        lines = (res / "figures" / f"{name}.csv").read_text().splitlines()
+        assert len(lines) > 2 and "value" in lines[0].split(","), name
