@@ -227,6 +227,10 @@ def _make_group(key, runs, window):
     if any(r.has_m3_split for r in runs) and not all(r.has_m3_split for r in runs):
         grp.notes.append(f"{grp.label}: only some runs hold the m3 split fields: no exponents of "
                          "its parts")
+    no_line = [r.size_label for r in runs if r.fits["dn3_line"] is None]
+    if no_line:
+        grp.notes.append(f"{grp.label}: no cut within max(0.1, 1/N) of z = 0.23 at "
+                         f"{', '.join(no_line)}: no single-line dn^(3) (the paper's procedure)")
     grp.ohm = transport.jk_fit_ohm(grp.geometry, [(r.Nx, r.n_perp, r.n_open, r.est["conductance"])
                                                   for r in runs])
     if len(sizes) < 2:

@@ -118,6 +118,7 @@ def test_m3_split_in_the_summary_the_table_and_the_exponents(rng, tmp_path, caps
     assert {"m3_distinct_exponent", "m3_distinct_exponent_err", "m3_coinciding_exponent",
             "m3_coinciding_sign"} <= set(expo)
     assert "m3 split by coinciding slice indices" in out and "m3_coinciding ~" in out
+    assert "no single-line dn^(3)" not in out  # the cut at 0.3 is within 0.1 of z = 0.23
     text = (res / "comparison.md").read_text()
     assert "| m3, distinct slices |" in text and "| m3, coinciding slices |" in text
 
