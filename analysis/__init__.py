@@ -1,10 +1,12 @@
 """Analysis of anderson_mpi result files: QSSEP theory, estimators, fits, figures.
 
 Modules: `qssep` (g_n^Q for any n), `io` (reading result directories), `estimators`
-(connected cumulants with the block jackknife), `fits` (dn per order, N -> infinity,
-exponents), `report` (summary.json and the table), `figures` (matplotlib; imported on
-demand). Command line: ``python -m analysis RESULTS_DIR`` (``make figures``).
+(connected cumulants with the block jackknife), `windows` (which points a fit counts),
+`fits` (the OLS protocol: dn per order, N -> infinity, exponents), `transport` (Ohm's law,
+mean free path), `report` (summary.json and the table), `comparison` (comparison.md),
+`figures` (matplotlib, with the data of every figure; imported on demand).
+Command line: ``python -m analysis RESULTS_DIR`` (``make figures``).
 """
-from . import estimators, fits, io, qssep, report  # noqa: F401
+from . import comparison, estimators, fits, io, qssep, report, transport, windows  # noqa: F401
 
-__all__ = ["qssep", "io", "estimators", "fits", "report"]
+__all__ = ["qssep", "io", "estimators", "windows", "fits", "transport", "report", "comparison"]

@@ -1,8 +1,9 @@
-"""``python -m analysis RESULTS_DIR``: summary.json, figures and the summary table.
+"""``python -m analysis RESULTS_DIR``: summary.json, comparison.md, figures (with the data
+behind each) and the summary table.
 
 Exit status 0 on success; 2 (and a message naming the missing or incomplete runs, no
 traceback) when the directory is missing, holds no result files or holds incomplete runs
-(unless ``--allow-incomplete``).
+(unless ``--allow-incomplete``), or for a bad or conflicting fit window.
 """
 from __future__ import annotations
 
@@ -18,26 +19,48 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_BAD_INPUT)
 
 
+def _count(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def main(argv=None):
     parser = _Parser(prog="python -m analysis",
                      description="Cumulants, QSSEP fits and figures of an anderson_mpi results directory.")
     parser.add_argument("results", help="directory of result files (*.h5), e.g. results/demo")
     parser.add_argument("--allow-incomplete", action="store_true",
                         help="analyse the done blocks of incomplete runs (and skip unreadable files)")
-    parser.add_argument("--no-figures", action="store_true", help="summary.json and table only")
+    parser.add_argument("--drop-slices", type=_count, metavar="K",
+                        help="fit window: leave out the K slices next to each lead (default: the "
+                             "job file's [analysis] drop_slices, else 0)")
+    parser.add_argument("--drop-diagonal", type=_count, metavar="D",
+                        help="fit window: leave out g2 pairs |a - b| <= D and g3 points with two "
+                             "indices within D (default: [analysis] drop_diagonal, else 0: every "
+                             "pair a != b)")
+    parser.add_argument("--no-figures", action="store_true",
+                        help="summary.json, comparison.md and the table only")
     parser.add_argument("--figures", nargs="+", metavar="NAME",
                         help="only these figures (names as in analysis.figures.FIGURES)")
     args = parser.parse_args(argv)
 
+    from .comparison import write_comparison
     from .io import ResultsError
     from .report import analyze, format_table, write_summary
 
     try:
-        an = analyze(args.results, allow_incomplete=args.allow_incomplete)
+        an = analyze(args.results, allow_incomplete=args.allow_incomplete,
+                     drop_slices=args.drop_slices, drop_diagonal=args.drop_diagonal)
     except ResultsError as err:
         sys.stderr.write(f"analysis: error: {err}\n")
         return EXIT_BAD_INPUT
     path = write_summary(an)
+    comparison = write_comparison(an)
     written, failed = [], {}
     if not args.no_figures:
         from .figures import FIGURES, make_figures
@@ -50,9 +73,11 @@ def main(argv=None):
     print(format_table(an.summary))
     print()
     print(f"summary: {path}")
+    print(f"comparison with the paper: {comparison}")
     if written:
         pngs = sorted(p.name for p in written if p.suffix == ".png")
-        print(f"figures: {len(pngs)} (PNG + PDF) in {written[0].parent}: {', '.join(pngs)}")
+        print(f"figures: {len(pngs)} (PNG + PDF, data in CSV) in {written[0].parent}: "
+              f"{', '.join(pngs)}")
     if failed:
         sys.stderr.write("analysis: error: figures failed: " + "; ".join(
             f"{name} ({why})" for name, why in failed.items()) + "\n")

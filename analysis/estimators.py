@@ -1,7 +1,7 @@
 """Connected cumulants of Gneq from block sums, bias-corrected, with jackknife errors.
 
 Every estimator is a function of the sample means ``M[f] = (sum of the done blocks of f) / n``
-of the stored per-sample observables (`anderson_mpi.moments.field_shapes`). Connected parts
+of the stored per-sample observables (`anderson_mpi.schema.block_fields`). Connected parts
 are products of means and carry an O(1/n) bias; the delete-one-*block* jackknife removes it
 and gives the error bars. The machinery is generic:
 
@@ -41,6 +41,25 @@ The cumulant formulas (SPEC section 3) in terms of the means, with ``Np = Ny Nz`
                 + 2 sum_o Tr(Cbar_o^3) / |o|^2],     Cbar_o = M[mean_k][:, :, o]
 
 (the disorder mean of a k-diagonal quantity is constant on a k orbit, hence the ``/|o|``).
+
+m3 split by coinciding indices (`m3_split`, when the result files hold the optional fields
+``diag_tr_g_g2`` = sum_a Tr(G_aa (G^2)_aa), ``diag_tr_g3[a]`` = Tr G_aa^3 and
+``diag_kdiag_aa_ac[a, c, o]`` = sum_{k in o} (U^+ G_aa G_ac U)_kk). Setting b = a in C3 and
+summing over c (sum_c G_ac G_ca = (G^2)_aa, and (U^+ G_ca G_aa U)_kk = conj (U^+ G_aa G_ac U)_kk
+since G is Hermitian)::
+
+    S2 = sum_{a,c} C3(a,a,c)
+       = Np^-3 [M[diag_tr_g_g2] - sum_{a,c,o} M[aa_ac][a,c,o] M[mean_k][c,a,o] / |o|
+                - sum_{a,o} M[g2_kdiag][a,a,o] M[mean_k][a,a,o] / |o|
+                - sum_{a,c,o} conj(M[aa_ac][a,c,o]) M[mean_k][a,c,o] / |o|
+                + 2 sum_{a,c,o} M[mean_k][a,a,o] M[mean_k][a,c,o] M[mean_k][c,a,o] / |o|^2]
+    S3 = sum_a C3(a,a,a)
+       = Np^-3 [sum_a M[diag_tr_g3][a] - 3 sum_{a,o} M[aa_ac][a,a,o] M[mean_k][a,a,o] / |o|
+                + 2 sum_{a,o} M[mean_k][a,a,o]^3 / |o|^2]
+
+C3 is cyclic, so sum_{a,b} C3(a,b,b) = sum_{a,b} C3(a,b,a) = S2, and inclusion-exclusion over
+the three coincidences a = b, b = c, c = a gives the part of m3 with any two indices equal,
+``m3_coinciding = 3 S2 - 2 S3``, and ``m3_distinct = m3 - m3_coinciding``.
 """
 from __future__ import annotations
 
@@ -48,8 +67,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["Means", "Replicated", "jackknife", "combine", "cumulants", "rescale_power",
-           "run_estimates"]
+__all__ = ["Means", "Replicated", "jackknife", "combine", "cumulants", "m3_split",
+           "rescale_power", "run_estimates", "M3_SPLIT_FIELDS"]
+
+# Optional per-sample fields (present when the job enables them) behind `m3_split`.
+M3_SPLIT_FIELDS = ("diag_tr_g_g2", "diag_tr_g3", "diag_kdiag_aa_ac")
 
 
 class Means(dict):
@@ -142,6 +164,21 @@ class Replicated:
     def __getitem__(self, key):
         """The leaf ``key`` of a dict-valued estimate, as a `Replicated`."""
         return Replicated(self.full[key], {k: (reps[key], h) for k, (reps, h) in self.groups.items()})
+
+    def covariance(self):
+        """Jackknife covariance matrix ``(n, n)`` of a real array leaf (flattened), from the
+        same pseudo-values as `error` (its diagonal is ``error**2``); independent data sets
+        (groups) add."""
+        full = np.asarray(self.full, float).ravel()
+        cov = np.zeros((len(full), len(full)))
+        for reps, h in self.groups.values():
+            hh = np.asarray(h, float)[:, None]
+            r = np.asarray(reps, float).reshape(len(hh), -1)
+            g = len(hh)
+            theta_j = g * full - np.sum((1.0 - 1.0 / hh) * r, axis=0)
+            dev = (hh * full - (hh - 1.0) * r - theta_j) / np.sqrt(hh - 1.0)
+            cov += dev.T @ dev / g
+        return cov
 
     def replicate(self, key, j):
         reps, _ = self.groups[key]
@@ -286,6 +323,9 @@ def cumulants(M, n_perp, orbit_size, cut_slices):
         c3[i] = (np.asarray(M["cut_tr_ggg"][i]) - t1 - t2 - t3 + 2.0 * t4) / npp**3
     out["C3"], out["C3_imag"] = c3.real, c3.imag
 
+    if all(name in M for name in M3_SPLIT_FIELDS):
+        out.update(m3_split(M, n_perp, orbit_size, out["m3"]))
+
     out["map1"] = mk.sum(axis=2) / npp
     out["map2"] = nx * np.asarray(M["cut_pair"]) / npp**2
 
@@ -294,6 +334,44 @@ def cumulants(M, n_perp, orbit_size, cut_slices):
     out["conductance_var"] = (g_sq - g * g) * n / (n - 1) if n > 1 else np.nan
     out["fano"] = float(np.real(M["fano_num"])) / g if g != 0 else np.nan
     return out
+
+
+def m3_split(M, n_perp, orbit_size, m3):
+    """The parts of ``m3`` from coinciding and from distinct slice indices (module docstring).
+
+    Parameters
+    ----------
+    M : Means with ``mean_k``, ``g2_kdiag`` and the `M3_SPLIT_FIELDS`
+    n_perp : int
+    orbit_size : (n_orb,) int
+    m3 : float
+        ``sum_abc C3(a,b,c)`` from the same means.
+
+    Returns
+    -------
+    dict
+        ``c3_sum_aac`` (S2 = sum_{a,c} C3(a,a,c)), ``c3_sum_aaa`` (S3 = sum_a C3(a,a,a)),
+        ``m3_coinciding`` = 3 S2 - 2 S3, ``m3_distinct`` = m3 - m3_coinciding (real parts).
+    """
+    npp3 = float(n_perp) ** 3
+    inv_o = 1.0 / np.asarray(orbit_size, float)
+    mk = np.asarray(M["mean_k"])
+    kd = np.asarray(M["diag_kdiag_aa_ac"])          # [a, c, o]
+    mk_aa = np.einsum("aao->ao", mk)
+    kd_aa = np.einsum("aao->ao", kd)
+    g2k_aa = np.einsum("aao->ao", np.asarray(M["g2_kdiag"]))
+    s2 = (np.real(M["diag_tr_g_g2"])
+          - np.einsum("aco,cao,o->", kd, mk, inv_o)
+          - np.einsum("ao,ao,o->", g2k_aa, mk_aa, inv_o)
+          - np.einsum("aco,aco,o->", kd.conj(), mk, inv_o)
+          + 2.0 * np.einsum("ao,aco,cao,o->", mk_aa, mk, mk, inv_o**2)) / npp3
+    s3 = (np.sum(np.real(M["diag_tr_g3"]))
+          - 3.0 * np.einsum("ao,ao,o->", kd_aa, mk_aa, inv_o)
+          + 2.0 * np.einsum("ao,o->", mk_aa**3, inv_o**2)) / npp3
+    s2, s3 = float(np.real(s2)), float(np.real(s3))
+    coinciding = 3.0 * s2 - 2.0 * s3
+    return {"c3_sum_aac": s2, "c3_sum_aaa": s3, "m3_coinciding": coinciding,
+            "m3_distinct": float(m3) - coinciding}
 
 
 def rescale_power(geometry, Nx, order):

@@ -1,9 +1,12 @@
 """A results directory -> estimates, fits, ``summary.json`` and the printed table.
 
-`analyze` opens the runs (`analysis.io.discover`), computes every run's estimators with the
-jackknife (`analysis.estimators.run_estimates`), the per-run fits (dn^(1), dn^(2), dn^(3)) and
-the fits across runs of one geometry and W (dn^(2) extrapolated to N -> infinity, the
-exponents of m2 and m3), and collects them in an `Analysis` that the figures also use.
+`analyze` opens the runs (`analysis.io.discover`), fixes the fit window (command line, else
+the ``[analysis]`` table of the stored job files, else K = D = 0), computes every run's
+estimators with the jackknife (`analysis.estimators.run_estimates`), the per-run fits at the
+window and on the sensitivity grid (`analysis.fits.run_fits`), and the fits across the runs of
+one geometry and W (`analysis.fits.group_fits`: N -> infinity of every order; exponents of m2,
+m3 and of the parts of m3; Ohm's law and the mean free path, `analysis.transport`), and
+collects them in an `Analysis` that the figures and the comparison table also use.
 """
 from __future__ import annotations
 
@@ -14,15 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fits
+from . import fits, transport
 from .estimators import run_estimates
-from .io import RunFields, discover
+from .io import ResultsError, RunFields, discover
+from .windows import GRID, Window, WindowError, options_from_job_toml
 
-__all__ = ["RunResult", "Group", "Analysis", "analyze", "format_table", "write_summary"]
+__all__ = ["RunResult", "Group", "Analysis", "analyze", "resolve_window", "format_table",
+           "write_summary", "build_summary"]
 
 # QSSEP's size scaling of m_n = sum C_n: ~N in the cube; ~Nx^(2n-1) in quasi-1d (g_n = C_n Nx^(n-1)
-# summed over Nx^n points).
+# summed over Nx^n points). For m3 QSSEP's O(N) coefficient vanishes (int g3^Q = 0, SPEC 3b).
 QSSEP_EXPONENTS = {"cube": {"m2": 1.0, "m3": 1.0}, "quasi1d": {"m2": 3.0, "m3": 5.0}}
+M3_PARTS = ("m3_distinct", "m3_coinciding")
 
 
 @dataclass
@@ -42,10 +48,29 @@ class RunResult(RunFields):
     est: object
     value: dict
     error: dict
-    fit1: object
-    fit2: object
-    fit3: object
+    window: Window
+    fits: dict  # analysis.fits.run_fits
+    n_open: int
 
+    @property
+    def fit1(self):
+        return self.fits["dn1"]
+
+    @property
+    def fit2(self):
+        return self.fits["dn2"]
+
+    @property
+    def fit3(self):
+        return self.fits["dn3"]
+
+    @property
+    def has_m3_split(self):
+        return "m3_distinct" in self.value
+
+    @property
+    def n_perp(self):
+        return self.Ny * self.Nz
 
     @property
     def size_label(self):
@@ -61,9 +86,9 @@ class Group:
     Ny: int | None
     Nz: int | None
     runs: list
-    dn2_ext: object = None  # Replicated dict of fits.fit_dn2_extrapolated
-    m2_fit: object = None
-    m3_fit: object = None
+    fits: dict = None  # analysis.fits.group_fits
+    m_fits: dict = field(default_factory=dict)  # "m2", "m3", "m3_distinct", ... -> Replicated
+    ohm: object = None  # Replicated of analysis.transport.fit_ohm
     notes: list = field(default_factory=list)
 
     @property
@@ -73,6 +98,18 @@ class Group:
     @property
     def largest(self):
         return self.runs[-1]
+
+    @property
+    def dn2_ext(self):
+        return self.fits["dn2_extrapolated"]
+
+    @property
+    def m2_fit(self):
+        return self.m_fits.get("m2")
+
+    @property
+    def m3_fit(self):
+        return self.m_fits.get("m3")
 
     @property
     def label(self):
@@ -87,6 +124,8 @@ class Analysis:
     runs: list
     groups: list
     notes: list
+    window: Window = Window()
+    window_source: str = "defaults"
     summary: dict = None
 
     def groups_of(self, geometry):
@@ -94,22 +133,66 @@ class Analysis:
 
 
 def _num(v):
-    """JSON-safe float (nan/inf -> None)."""
+    """JSON-safe float (nan/inf/None -> None)."""
+    if v is None:
+        return None
     v = float(np.real(v))
     return v if math.isfinite(v) else None
 
 
-def _analyze_run(data):
+# --- the window -------------------------------------------------------------------------------
+
+def resolve_window(datas, drop_slices=None, drop_diagonal=None):
+    """The fit window: command-line values, else the ``[analysis]`` table of the stored job
+    files (``RunData.job_toml``; every run that sets a key must agree), else 0.
+
+    Returns ``(Window, source)``; raises `ResultsError` (one line) on bad or conflicting values.
+    """
+    cli = {"drop_slices": drop_slices, "drop_diagonal": drop_diagonal}
+    stored = {}
+    for d in datas:
+        try:
+            opts = options_from_job_toml(getattr(d, "job_toml", "") or "")
+        except WindowError as err:
+            raise ResultsError(f"{d.path}: {err}") from None
+        for key, value in opts.items():
+            stored.setdefault(key, {}).setdefault(value, []).append(d.path.name)
+    chosen, sources = {}, []
+    for key in ("drop_slices", "drop_diagonal"):
+        if cli[key] is not None:
+            chosen[key] = cli[key]
+            sources.append(f"{key} = {cli[key]} (command line)")
+        elif key in stored:
+            if len(stored[key]) > 1:
+                which = "; ".join(f"{v} in {', '.join(files)}" for v, files in stored[key].items())
+                raise ResultsError(f"the job files' [analysis] tables disagree on {key} ({which}); "
+                                   f"choose one with --{key.replace('_', '-')}")
+            (value,) = stored[key]
+            chosen[key] = value
+            sources.append(f"{key} = {value} (job file [analysis] table)")
+        else:
+            chosen[key] = 0
+            sources.append(f"{key} = 0 (default)")
+    try:
+        window = Window(**chosen)
+    except WindowError as err:
+        raise ResultsError(str(err)) from None
+    return window, "; ".join(sources)
+
+
+# --- runs and groups ----------------------------------------------------------------------------
+
+def _analyze_run(data, window):
     est = run_estimates(data)
-    value, error = est.value, est.error
-    fit1 = fits.jk_fit_dn1(est, data.x)
-    fit2 = fits.jk_fit_dn2(est, data.x)
-    fit3 = fits.jk_fit_dn3(est, data.x, data.cut_slices)
+    run_fits = fits.run_fits(est, data.x, data.cut_slices, len(data.done), window, GRID)
+    hopping = data.run.get("hopping", (1.0, 0.4, 0.4))
+    n_open = transport.open_channels(data.Ny, data.Nz, hopping, data.run.get("e_plus", 0.2))
     return RunResult(path=data.path, run=data.run, samples=data.samples,
                      samples_planned=data.samples_planned, blocks_done=len(data.done),
                      n_blocks=data.n_blocks, complete=data.complete, x=data.x,
                      cut_slices=data.cut_slices, cut_fractions=data.cut_fractions, est=est,
-                     value=value, error=error, fit1=fit1, fit2=fit2, fit3=fit3)
+                     value=est.value, error=est.error, window=window, fits=run_fits,
+                     n_open=n_open)
 
 
 def _group_key(r):
@@ -118,49 +201,78 @@ def _group_key(r):
                                              r.run.get("e_minus"))
 
 
-def _make_groups(results, notes):
+def _make_group(key, runs, window):
+    runs.sort(key=lambda r: (r.Nx, str(r.path)))
+    grp = Group(geometry=key[0], W=key[1], Ny=key[2], Nz=key[3], runs=runs)
+    sizes = sorted(set(grp.sizes))
+    if len(sizes) != len(runs):
+        grp.notes.append(f"{grp.label}: several runs share a size; all enter the joint fits")
+    members = [(r.Nx, r.x, r.est, r.fits) for r in runs]
+    grp.fits = fits.group_fits(members, window, GRID)
+    if len(sizes) < 3:
+        what = "beta only (gamma = 0)" if len(sizes) == 2 else "no correction (beta = gamma = 0)"
+        grp.notes.append(f"{grp.label}: {len(sizes)} size(s): the N -> infinity ansatz of dn^(2) "
+                         f"has {what}")
+    n_series = fits.series_n_params(len(sizes))
+    if n_series < 3:
+        what = {1: "no extrapolation (one size: the value itself)",
+                2: "a + b/N (c/N^2 needs 4 sizes)"}[n_series]
+        grp.notes.append(f"{grp.label}: {len(sizes)} size(s): dn^(n)(N) -> N = infinity by {what}")
+    if len(sizes) >= 2:
+        for key_m in ("m2", "m3") + M3_PARTS:
+            if all(key_m in r.value for r in runs):
+                grp.m_fits[key_m] = fits.jk_fit_power_law([(r.Nx, r.est[key_m]) for r in runs])
+    else:
+        grp.notes.append(f"{grp.label}: one size: no m2/m3 exponents")
+    if any(r.has_m3_split for r in runs) and not all(r.has_m3_split for r in runs):
+        grp.notes.append(f"{grp.label}: only some runs hold the m3 split fields: no exponents of "
+                         "its parts")
+    no_line = [r.size_label for r in runs if r.fits["dn3_line"] is None]
+    if no_line:
+        grp.notes.append(f"{grp.label}: no cut within max(0.1, 1/N) of z = 0.23 at "
+                         f"{', '.join(no_line)}: no single-line dn^(3) (the paper's procedure)")
+    grp.ohm = transport.jk_fit_ohm(grp.geometry, [(r.Nx, r.n_perp, r.n_open, r.est["conductance"])
+                                                  for r in runs])
+    if len(sizes) < 2:
+        grp.notes.append(f"{grp.label}: one size: conductivity from g / N (no contact term)")
+    return grp
+
+
+def _make_groups(results, notes, window):
     by_key = {}
     for r in results:
         by_key.setdefault(_group_key(r), []).append(r)
     groups = []
     for key, runs in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0,
                                                               kv[0][3] or 0)):
-        runs.sort(key=lambda r: (r.Nx, str(r.path)))
-        grp = Group(geometry=key[0], W=key[1], Ny=key[2], Nz=key[3], runs=runs)
-        sizes = sorted(set(grp.sizes))
-        if len(sizes) != len(runs):
-            grp.notes.append(f"{grp.label}: several runs share a size; all enter the joint fits")
-        items = [(r.Nx, r.x, r.est["g2"]) for r in runs]
-        grp.dn2_ext = fits.jk_fit_dn2_extrapolated(items)
-        if len(sizes) < 3:
-            what = "beta only (gamma = 0)" if len(sizes) == 2 else "no correction (beta = gamma = 0)"
-            grp.notes.append(f"{grp.label}: {len(sizes)} size(s): the N -> infinity fit of dn^(2) "
-                             f"has {what}")
-        if len(sizes) >= 2:
-            grp.m2_fit = fits.jk_fit_power_law([(r.Nx, r.est["m2"]) for r in runs])
-            grp.m3_fit = fits.jk_fit_power_law([(r.Nx, r.est["m3"]) for r in runs])
-        else:
-            grp.notes.append(f"{grp.label}: one size: no m2/m3 exponents")
+        grp = _make_group(key, runs, window)
         notes.extend(grp.notes)
         groups.append(grp)
     return groups
 
 
-def analyze(directory, allow_incomplete=False):
-    """Estimates and fits of every usable run in ``directory`` (raises `ResultsError`)."""
+def analyze(directory, allow_incomplete=False, drop_slices=None, drop_diagonal=None):
+    """Estimates and fits of every usable run in ``directory`` (raises `ResultsError`).
+
+    ``drop_slices`` / ``drop_diagonal`` (K, D) override the job files' ``[analysis]`` table.
+    """
     datas, notes = discover(directory, allow_incomplete=allow_incomplete)
     results = []
     try:
+        window, source = resolve_window(datas, drop_slices, drop_diagonal)
         for data in datas:
-            results.append(_analyze_run(data))
+            results.append(_analyze_run(data, window))
     finally:
         for data in datas:
             data.close()
-    groups = _make_groups(results, notes)
-    an = Analysis(directory=Path(directory), runs=results, groups=groups, notes=notes)
+    groups = _make_groups(results, notes, window)
+    an = Analysis(directory=Path(directory), runs=results, groups=groups, notes=notes,
+                  window=window, window_source=source)
     an.summary = build_summary(an)
     return an
 
+
+# --- summary.json ---------------------------------------------------------------------------------
 
 def _pair(rep, key, name=None):
     """``{name: value, name_err: error}`` of one leaf of a Replicated dict."""
@@ -168,25 +280,69 @@ def _pair(rep, key, name=None):
     return {name: _num(rep.value[key]), f"{name}_err": _num(rep.error[key])}
 
 
+def _chi2_keys(name, chi2):
+    return {f"{name}_chi2_corr": _num(chi2["chi2"]), f"{name}_chi2_corr_dof": _num(chi2["dof"]),
+            f"{name}_chi2_corr_p": _num(chi2["p_value"]), f"{name}_chi2_corr_note": chi2["note"]}
+
+
+def _range(values):
+    vals = [v for v in values if v is not None]
+    return [min(vals), max(vals)] if vals else None
+
+
 def run_summary(r):
     """The summary.json object of one run."""
+    f = r.fits
     out = {"file": r.path.name, "geometry": r.geometry}
     if r.geometry == "cube":
         out["N"] = r.Nx
     out.update({"Nx": r.Nx, "Ny": r.Ny, "Nz": r.Nz, "W": r.W, "samples": r.samples,
                 "samples_planned": r.samples_planned, "blocks": r.blocks_done,
-                "complete": r.complete})
-    out.update(_pair(r.fit1, "dn1"))
-    out.update(_pair(r.fit1, "intercept"))
-    out["dn1_chi2_dof"] = _num(r.fit1.full["chi2_dof"])
-    for key in ("m2", "m3", "conductance", "conductance_var", "fano"):
-        out[key] = _num(r.value[key])
-        out[f"{key}_err"] = _num(r.error[key])
-    out.update(_pair(r.fit2, "dn2"))
-    out["dn2_chi2_dof"] = _num(r.fit2.full["chi2_dof"])
-    out.update(_pair(r.fit3, "dn3"))
-    out["dn3_chi2_dof"] = _num(r.fit3.full["chi2_dof"])
-    real = np.abs(r.value["C3"]).max()
+                "complete": r.complete, "window": r.window.as_dict()})
+    # headline fits (OLS over the window) with their secondary inverse-variance values
+    out.update(_pair(f["dn1"], "dn1"))
+    out.update(_pair(f["dn1"], "intercept"))
+    out.update(_pair(f["dn1"], "dn1_wls"))
+    out.update(_pair(f["dn1"], "intercept_wls"))
+    out["dn1_rel_residual"] = _num(f["dn1"].full["rel_residual"])
+    out["dn1_n_points"] = int(f["dn1"].full["n_points"])
+    out.update(_chi2_keys("dn1", f["chi2"]["dn1"]))
+    for key in ("m2", "m3") + M3_PARTS + ("c3_sum_aac", "c3_sum_aaa", "conductance",
+                                           "conductance_var", "fano"):
+        if key in r.value:
+            out[key] = _num(r.value[key])
+            out[f"{key}_err"] = _num(r.error[key])
+    out.update(_pair(f["dn2"], "dn2"))
+    out.update(_pair(f["dn2"], "dn2_wls"))
+    out["dn2_rel_residual"] = _num(f["dn2"].full["rel_residual"])
+    out["dn2_n_points"] = int(f["dn2"].full["n_points"])
+    out.update(_chi2_keys("dn2", f["chi2"]["dn2"]))
+    out.update(_pair(f["dn3"], "dn3"))
+    out.update(_pair(f["dn3"], "dn3_wls"))
+    out["dn3_rel_residual"] = _num(f["dn3"].full["rel_residual"])
+    out["dn3_n_points"] = int(f["dn3"].full["n_points"])
+    out.update(_chi2_keys("dn3", f["chi2"]["dn3"]))
+    if f["dn3_line"] is not None:
+        i, b = f["line"]
+        out.update(_pair(f["dn3_line"], "dn3", "dn3_line"))
+        out["dn3_line_rel_residual"] = _num(f["dn3_line"].full["rel_residual"])
+        out["dn3_line_n_points"] = int(f["dn3_line"].full["n_points"])
+        out["dn3_line_y"] = _num(r.x[b])
+        out["dn3_line_z"] = _num(r.x[r.cut_slices[i]])
+        out.update(_chi2_keys("dn3_line", f["chi2"]["dn3_line"]))
+    else:
+        out.update({"dn3_line": None, "dn3_line_err": None})
+    grid = []
+    for w, g in f["grid"].items():
+        row = w.as_dict()
+        for name in ("dn1", "dn2", "dn3"):
+            row.update(_pair(g[name], name))
+            row[f"{name}_n_points"] = int(g[name].full["n_points"])
+        grid.append(row)
+    out["window_grid"] = grid
+    for name in ("dn1", "dn2", "dn3"):
+        out[f"{name}_window_range"] = _range([row[name] for row in grid])
+    real = np.abs(r.value["C3"]).max() if np.size(r.value["C3"]) else 0.0
     out["c3_imag_ratio"] = _num(np.abs(r.value["C3_imag"]).max() / real) if real > 0 else None
     out["cut_slices"] = [int(c) for c in r.cut_slices]
     out["cut_x"] = [_num(r.x[c]) for c in r.cut_slices]
@@ -201,54 +357,139 @@ def _group_id(g):
     return out
 
 
+def _series_keys(name, series):
+    """Flat keys of one ``a + b/N (+ c/N^2)`` extrapolation."""
+    fit, sizes = series
+    if fit is None:
+        return {f"{name}_inf": None, f"{name}_inf_err": None, f"{name}_sizes": []}
+    out = {f"{name}_inf": _num(fit.value["limit"]), f"{name}_inf_err": _num(fit.error["limit"]),
+           f"{name}_b": _num(fit.value["b"]), f"{name}_b_err": _num(fit.error["b"]),
+           f"{name}_c": _num(fit.value["c"]), f"{name}_c_err": _num(fit.error["c"]),
+           f"{name}_n_params": int(fit.full["n_params"]), f"{name}_sizes": sizes,
+           f"{name}_chi2": _num(fit.full["chi2"]), f"{name}_dof": int(fit.full["dof"])}
+    return out
+
+
+def group_summary(g):
+    """The across-size objects of one group: (dn2_extrapolated, dn_vs_size, m_exponents or
+    None, transport)."""
+    ext = _group_id(g)
+    d = g.dn2_ext
+    for key in ("dn2", "beta", "gamma", "dn2_wls"):
+        ext.update(_pair(d, key))
+    ext["rel_residual"] = _num(d.full["rel_residual"])
+    ext["n_points"] = int(d.full["n_points"])
+    ext["n_params"] = int(d.full["n_params"])
+    ext["dn2_sq_clipped"] = bool(d.full["constrained"])
+    ext["window_grid"] = [dict(w.as_dict(), **_pair(v["dn2_extrapolated"], "dn2"))
+                          for w, v in g.fits["grid"].items()]
+    ext["dn2_window_range"] = _range([row["dn2"] for row in ext["window_grid"]])
+
+    series = _group_id(g)
+    for name in ("dn1", "dn2", "dn3", "dn3_line"):
+        series.update(_series_keys(name, g.fits["series"][name]))
+    series["window_grid"] = []
+    for w, v in g.fits["grid"].items():
+        row = w.as_dict()
+        row.update(_pair(v["dn2_extrapolated"], "dn2", "dn2_extrapolated"))
+        for name in ("dn1", "dn3"):
+            row.update({k: val for k, val in _series_keys(name, v[name]).items()
+                        if k in (f"{name}_inf", f"{name}_inf_err")})
+        series["window_grid"].append(row)
+    for name in ("dn1_inf", "dn3_inf", "dn2_extrapolated"):
+        series[f"{name}_window_range"] = _range([row[name] for row in series["window_grid"]])
+
+    expo = None
+    if g.m_fits:
+        expo = _group_id(g)
+        for name, fit in g.m_fits.items():
+            expo[f"{name}_exponent"] = _num(fit.value["exponent"])
+            expo[f"{name}_exponent_err"] = _num(fit.error["exponent"])
+            expo[f"{name}_chi2_dof"] = _num(fit.full["chi2_dof"])
+            expo[f"{name}_sign"] = int(fit.full["sign"])
+            expo[f"{name}_significant"] = bool(all(abs(r.value[name]) > 2 * r.error[name]
+                                                   for r in g.runs))
+            if name in QSSEP_EXPONENTS[g.geometry]:
+                expo[f"{name}_qssep_exponent"] = QSSEP_EXPONENTS[g.geometry][name]
+
+    tr = _group_id(g)
+    tr["conductance"] = [_num(r.value["conductance"]) for r in g.runs]
+    tr["conductance_err"] = [_num(r.error["conductance"]) for r in g.runs]
+    tr["law"] = "g = sigma N + offset" if g.geometry == "cube" else "1/g = offset + Nx / (sigma Ny Nz)"
+    for key in ("sigma", "offset", "mean_free_path"):
+        tr.update(_pair(g.ohm, key))
+    tr["n_params"] = int(g.ohm.full["n_params"])
+    tr["open_fraction"] = _num(g.largest.n_open / g.largest.n_perp)
+    tr["mean_free_path_formula"] = transport.MFP_FORMULA
+    return ext, series, expo, tr
+
+
 def build_summary(an):
     runs = [run_summary(r) for r in an.runs]
-    ext, expo, per_order = [], [], []
+    ext, series, expo, trans, per_order = [], [], [], [], []
     for g in an.groups:
-        e = _group_id(g)
-        e.update(_pair(g.dn2_ext, "dn2"))
-        e.update(_pair(g.dn2_ext, "beta"))
-        e.update(_pair(g.dn2_ext, "gamma"))
-        e["chi2_dof"] = _num(g.dn2_ext.full["chi2_dof"])
-        e["n_params"] = int(g.dn2_ext.full["n_params"])
-        e["dn2_sq_clipped"] = bool(g.dn2_ext.full["constrained"])
+        e, s, m, t = group_summary(g)
         ext.append(e)
-        if g.m2_fit is not None:
-            m = _group_id(g)
-            for name, fit in (("m2", g.m2_fit), ("m3", g.m3_fit)):
-                m[f"{name}_exponent"] = _num(fit.value["exponent"])
-                m[f"{name}_exponent_err"] = _num(fit.error["exponent"])
-                m[f"{name}_chi2_dof"] = _num(fit.full["chi2_dof"])
-                m[f"{name}_qssep_exponent"] = QSSEP_EXPONENTS[g.geometry][name]
-            m["m3_sign"] = int(g.m3_fit.full["sign"])
-            m["m3_significant"] = bool(all(abs(r.value["m3"]) > 2 * r.error["m3"] for r in g.runs))
+        series.append(s)
+        trans.append(t)
+        if m is not None:
             expo.append(m)
         big = g.largest
         d = _group_id(g)
         d.update({"size": big.Nx})
         d.update(_pair(big.fit1, "dn1"))
-        d.update({"dn2": _num(g.dn2_ext.value["dn2"]), "dn2_err": _num(g.dn2_ext.error["dn2"])})
+        d.update({"dn2": e["dn2"], "dn2_err": e["dn2_err"]})
         d.update(_pair(big.fit3, "dn3"))
+        d.update({"dn1_inf": s["dn1_inf"], "dn1_inf_err": s["dn1_inf_err"],
+                  "dn3_inf": s["dn3_inf"], "dn3_inf_err": s["dn3_inf_err"]})
         per_order.append(d)
+    w = an.window
+    per_size = ("geometry", "Nx", "Ny", "Nz", "W")
     return {
         "results_dir": str(an.directory),
+        "window": dict(w.as_dict(), source=an.window_source),
         "conventions": {
             "x": "(ix + 1/2) / Nx",
             "g_n": "cube: N^(n-1) C_n; quasi1d: Nx^-(n-1) C_n",
             "values": "jackknife bias-corrected over the seed blocks; *_err = jackknife errors",
-            "dn1": "slope of g1 = intercept + dn1 x over all slices",
-            "dn2": "g2 = dn2^2 (min(x,y) - x y) over pairs a < b (dn2^2 >= 0)",
-            "dn2_extrapolated": "g2 = g2^Q (1 + beta/(dn2^2 N) + gamma/(dn2^2 N^2)) over all sizes",
-            "dn3": "Re g3 = dn3^3 g3^Q(x,y,z) on the cuts, a < b, a, b, c distinct (signed)",
-            "m_exponents": "log-log fit of |m| vs N (or Nx); m3_sign is the sign of m3",
-            "chi2_dof": "with the jackknife errors, points treated as independent",
+            "headline": "ordinary least squares: every point of the window counted once "
+                        "(SPEC section 4b); *_wls: the same fit with inverse squared jackknife "
+                        "errors as weights (secondary, not a headline)",
+            "window": f"drop_slices K = {w.drop_slices}: the K slices next to each lead left out "
+                      f"(every index, also the cut slice); drop_diagonal D = {w.drop_diagonal}: "
+                      "g2 pairs |a - b| <= D and g3 points with two indices within D left out",
+            "dn1": "slope of g1 = intercept + dn1 x over the kept slices (D does not apply)",
+            "dn2": "g2 = dn2^2 (min(x,y) - x y) over pairs a < b, |a - b| > D (dn2^2 >= 0)",
+            "dn2_extrapolated": "g2 = g2^Q (1 + beta/(dn2^2 N) + gamma/(dn2^2 N^2)), OLS over the "
+                                "window pairs of all sizes (the paper's ansatz)",
+            "dn3": "Re g3 = dn3^3 g3^Q(x,y,z) on every cut, a < b, indices pairwise > D apart (signed)",
+            "dn3_line": "the paper's Fig. 3e procedure: the same on one line, the cut nearest "
+                        "z = 0.23, the slice b nearest y = 0.78, all a (window exclusions apply)",
+            "dn_inf": "dn^(n)(N) = dn_inf + b/N (+ c/N^2): OLS over the sizes (c with >= 4 "
+                      "sizes, b with >= 2), errors by the jackknife across runs; chi2 with the "
+                      "per-size errors (independent runs)",
+            "rel_residual": "||g - fit|| / ||g|| over the window points",
+            "chi2_corr": f"minimum correlated chi2 with the jackknife covariance of the window "
+                         f"points (Hartlap-debiased), only with >= {fits.CHI2_BLOCKS_PER_POINT} "
+                         "blocks per point; *_chi2_corr_note says why it is omitted",
+            "window_grid": "the same fits for K, D = 0, 1, 2 (OLS); *_window_range = [min, max]",
+            "m3_split": "m3_coinciding = sum of C3 over index triples with two equal slices "
+                        "(3 S2 - 2 S3), m3_distinct = m3 - m3_coinciding; only with the optional "
+                        "fields diag_tr_g_g2, diag_tr_g3, diag_kdiag_aa_ac",
+            "m_exponents": "weighted log-log fit of |m| vs N (or Nx), independent runs; "
+                           "*_sign is the sign of sum(m)",
+            "transport": "Ohm's law over the sizes (OLS), " + transport.MFP_FORMULA,
         },
         "runs": runs,
-        "fits": {"dn2_extrapolated": ext, "m_exponents": expo, "dn_per_order": per_order,
-                 "dn2_per_size": [{k: s[k] for k in ("geometry", "Nx", "Ny", "Nz", "W", "dn2",
-                                                     "dn2_err", "dn2_chi2_dof")} for s in runs],
-                 "dn3_per_size": [{k: s[k] for k in ("geometry", "Nx", "Ny", "Nz", "W", "dn3",
-                                                     "dn3_err", "dn3_chi2_dof")} for s in runs]},
+        "fits": {"dn2_extrapolated": ext, "dn_vs_size": series, "m_exponents": expo,
+                 "dn_per_order": per_order, "transport": trans,
+                 "dn2_per_size": [{k: s[k] for k in per_size + ("dn2", "dn2_err", "dn2_wls",
+                                                                "dn2_wls_err", "dn2_rel_residual")}
+                                  for s in runs],
+                 "dn3_per_size": [{k: s[k] for k in per_size + ("dn3", "dn3_err", "dn3_wls",
+                                                                "dn3_wls_err", "dn3_rel_residual",
+                                                                "dn3_line", "dn3_line_err")}
+                                  for s in runs]},
         "notes": list(an.notes),
     }
 
@@ -259,6 +500,8 @@ def write_summary(an, path=None):
     return path
 
 
+# --- the printed table ------------------------------------------------------------------------------
+
 def _pm(v, e, digits=4):
     if v is None:
         return "-"
@@ -267,37 +510,130 @@ def _pm(v, e, digits=4):
     return f"{v:.{digits}g}±{e:.2g}"
 
 
+def _where(e):
+    return f"{e['geometry']} W={e['W']:g}" + (f" Ny={e['Ny']} Nz={e['Nz']}" if "Ny" in e else "")
+
+
+def _size(s):
+    return f"N={s['N']}" if s["geometry"] == "cube" else f"{s['Nx']}x{s['Ny']}x{s['Nz']}"
+
+
 def format_table(summary):
-    """The printed summary: one line per run, then the fits across runs."""
-    cols = [("geometry", 8), ("size", 12), ("W", 5), ("samples", 7), ("dn1", 15), ("intercept", 15),
-            ("m2", 15), ("m3", 16), ("<g>", 14), ("Fano", 15), ("dn2", 14), ("dn3", 15)]
-    lines = ["  ".join(f"{name:<{w}}" for name, w in cols)]
+    """The printed summary: one line per run, the window sensitivity, then the fits across runs."""
+    w = summary["window"]
+    lines = [f"Headline fits: OLS (every point once), window K = {w['drop_slices']}, "
+             f"D = {w['drop_diagonal']} ({w['source']}); jackknife errors; "
+             "rel.res = ||g - fit|| / ||g||"]
+    cols = [("geometry", 8), ("size", 12), ("W", 5), ("samples", 7), ("dn1", 15), ("rel.res", 7),
+            ("dn2", 15), ("rel.res", 7), ("dn3", 15), ("rel.res", 7), ("dn3 line", 15),
+            ("m2", 15), ("m3", 16), ("<g>", 14), ("Fano", 15)]
+    lines.append("  ".join(f"{name:<{wd}}" for name, wd in cols))
     for s in summary["runs"]:
-        size = f"N={s['N']}" if s["geometry"] == "cube" else f"{s['Nx']}x{s['Ny']}x{s['Nz']}"
-        vals = [s["geometry"], size, f"{s['W']:g}", str(s["samples"]),
-                _pm(s["dn1"], s["dn1_err"]), _pm(s["intercept"], s["intercept_err"]),
+        vals = [s["geometry"], _size(s), f"{s['W']:g}", str(s["samples"]),
+                _pm(s["dn1"], s["dn1_err"]), _pm(s["dn1_rel_residual"], None, 2),
+                _pm(s["dn2"], s["dn2_err"]), _pm(s["dn2_rel_residual"], None, 2),
+                _pm(s["dn3"], s["dn3_err"]), _pm(s["dn3_rel_residual"], None, 2),
+                _pm(s["dn3_line"], s["dn3_line_err"]),
                 _pm(s["m2"], s["m2_err"]), _pm(s["m3"], s["m3_err"], 3),
-                _pm(s["conductance"], s["conductance_err"]), _pm(s["fano"], s["fano_err"]),
-                _pm(s["dn2"], s["dn2_err"]), _pm(s["dn3"], s["dn3_err"], 3)]
-        lines.append("  ".join(f"{v:<{w}}" for v, (_, w) in zip(vals, cols)))
+                _pm(s["conductance"], s["conductance_err"]), _pm(s["fano"], s["fano_err"])]
+        lines.append("  ".join(f"{v:<{wd}}" for v, (_, wd) in zip(vals, cols)))
+
+    lines.append("")
+    lines.append("Secondary (inverse-variance weights, not a headline) and correlated chi2/dof "
+                 "of the headline window:")
+    omitted = {}
+    for s in summary["runs"]:
+        chis = []
+        for name in ("dn1", "dn2", "dn3"):
+            if s[f"{name}_chi2_corr"] is not None:
+                chis.append(f"{name} {s[f'{name}_chi2_corr']:.4g}/{s[f'{name}_chi2_corr_dof']:g}")
+            else:
+                chis.append(f"{name} -")
+                note = s[f"{name}_chi2_corr_note"]
+                reason = ("too few blocks per point" if "blocks per point" in note else note)
+                omitted.setdefault(reason, []).append(
+                    f"{name} {_size(s)}" + (f" ({note.split(': ', 1)[-1].split(' (')[0]})"
+                                            if reason != note else ""))
+        lines.append(f"  {s['geometry']:<8} {_size(s):<12} W={s['W']:<5g} "
+                     f"dn1_wls={_pm(s['dn1_wls'], s['dn1_wls_err'])}  "
+                     f"dn2_wls={_pm(s['dn2_wls'], s['dn2_wls_err'])}  "
+                     f"dn3_wls={_pm(s['dn3_wls'], s['dn3_wls_err'])}  chi2: " + ", ".join(chis))
+    for reason, where in omitted.items():
+        extra = (f" (needs >= {fits.CHI2_BLOCKS_PER_POINT} blocks per window point)"
+                 if reason == "too few blocks per point" else "")
+        lines.append(f"  chi2 omitted, {reason}{extra}: {', '.join(where)}")
+
+    lines.append("")
+    lines.append("Window sensitivity (OLS; K = drop_slices, D = drop_diagonal; dn1 does not depend on D):")
+    for s in summary["runs"]:
+        grid = {(row["drop_slices"], row["drop_diagonal"]): row for row in s["window_grid"]}
+        for k in sorted({key[0] for key in grid}):
+            ds = sorted(d for kk, d in grid if kk == k)
+            dn2 = " / ".join(_pm(grid[k, d]["dn2"], grid[k, d]["dn2_err"]) for d in ds)
+            dn3 = " / ".join(_pm(grid[k, d]["dn3"], grid[k, d]["dn3_err"]) for d in ds)
+            lines.append(f"  {s['geometry']:<8} {_size(s):<12} W={s['W']:<5g} K={k}: "
+                         f"dn1 {_pm(grid[k, ds[0]]['dn1'], grid[k, ds[0]]['dn1_err'])}   "
+                         f"dn2 (D={'/'.join(map(str, ds))}) {dn2}   dn3 {dn3}")
+
     f = summary["fits"]
     if f["dn2_extrapolated"]:
         lines.append("")
-        lines.append("dn^(2) extrapolated to N -> infinity, g2 = g2^Q (1 + beta/(dn^2 N) + gamma/(dn^2 N^2)):")
+        lines.append("dn^(2) extrapolated to N -> infinity, g2 = g2^Q (1 + beta/(dn^2 N) + "
+                     "gamma/(dn^2 N^2)), OLS over all sizes:")
         for e in f["dn2_extrapolated"]:
-            where = f"{e['geometry']} W={e['W']:g}" + (f" Ny={e['Ny']} Nz={e['Nz']}" if "Ny" in e else "")
-            lines.append(f"  {where:<28} sizes={e['sizes']}  dn2={_pm(e['dn2'], e['dn2_err'])}  "
+            rng = e["dn2_window_range"]
+            lines.append(f"  {_where(e):<28} sizes={e['sizes']}  dn2={_pm(e['dn2'], e['dn2_err'])}  "
                          f"beta={_pm(e['beta'], e['beta_err'])}  gamma={_pm(e['gamma'], e['gamma_err'])}  "
-                         f"chi2/dof={_pm(e['chi2_dof'], None, 3)}  ({e['n_params']} parameters)")
+                         f"rel.res={_pm(e['rel_residual'], None, 2)}  ({e['n_params']} parameters; "
+                         f"wls {_pm(e['dn2_wls'], e['dn2_wls_err'])}; K, D <= 2: "
+                         f"{_pm(rng[0], None) if rng else '-'} .. {_pm(rng[1], None) if rng else '-'})")
+    if f["dn_vs_size"]:
+        lines.append("")
+        lines.append("dn^(n)(N) -> N = infinity, dn(N) = dn_inf + b/N (+ c/N^2), OLS over the sizes:")
+        for e in f["dn_vs_size"]:
+            parts = []
+            for name in ("dn1", "dn2", "dn3", "dn3_line"):
+                if e[f"{name}_inf"] is None:
+                    parts.append(f"{name} -")
+                    continue
+                chi = "" if e[f"{name}_chi2"] is None else \
+                    f", chi2 {e[f'{name}_chi2']:.3g}/{e[f'{name}_dof']}"
+                parts.append(f"{name} {_pm(e[f'{name}_inf'], e[f'{name}_inf_err'])} "
+                             f"({e[f'{name}_n_params']} par.{chi})")
+            lines.append(f"  {_where(e):<28} sizes={e['sizes']}  " + "   ".join(parts))
     if f["m_exponents"]:
         lines.append("")
-        lines.append("Exponents of m2, m3 versus size (QSSEP: cube 1 and 1; quasi1d 3 and 5):")
+        lines.append("Exponents of m2, m3 (and of the parts of m3) versus size "
+                     "(QSSEP: cube 1 and 1, with no O(N) term in m3; quasi1d 3 and 5):")
         for e in f["m_exponents"]:
-            where = f"{e['geometry']} W={e['W']:g}" + (f" Ny={e['Ny']} Nz={e['Nz']}" if "Ny" in e else "")
-            sig = "" if e["m3_significant"] else "  (m3 not significant at every size)"
-            lines.append(f"  {where:<28} m2 ~ N^{_pm(e['m2_exponent'], e['m2_exponent_err'], 3)}  "
-                         f"|m3| ~ N^{_pm(e['m3_exponent'], e['m3_exponent_err'], 3)}  "
-                         f"sign(m3)={e['m3_sign']:+d}{sig}")
+            parts = []
+            for name in ("m2", "m3") + M3_PARTS:
+                if f"{name}_exponent" in e:
+                    sig = "" if e[f"{name}_significant"] else " (not significant at every size)"
+                    parts.append(f"{name} ~ {'-' if e[f'{name}_sign'] < 0 else ''}N^"
+                                 f"{_pm(e[f'{name}_exponent'], e[f'{name}_exponent_err'], 3)}{sig}")
+            lines.append(f"  {_where(e):<28} " + "   ".join(parts))
+    if any("m3_distinct" in s for s in summary["runs"]):
+        lines.append("")
+        lines.append("m3 split by coinciding slice indices (QSSEP: the distinct part has no O(N) term):")
+        for s in summary["runs"]:
+            if "m3_distinct" in s:
+                lines.append(f"  {s['geometry']:<8} {_size(s):<12} W={s['W']:<5g} "
+                             f"m3={_pm(s['m3'], s['m3_err'], 3)}  "
+                             f"distinct={_pm(s['m3_distinct'], s['m3_distinct_err'], 3)}  "
+                             f"coinciding={_pm(s['m3_coinciding'], s['m3_coinciding_err'], 3)}")
+    if f["transport"]:
+        lines.append("")
+        lines.append("Transport: Ohm's law over the sizes (OLS) and the mean free path "
+                     f"[{transport.MFP_FORMULA}]:")
+        for e in f["transport"]:
+            gs = ", ".join(f"{n}: {_pm(v, err)}" for n, v, err in
+                           zip(e["sizes"], e["conductance"], e["conductance_err"]))
+            lines.append(f"  {_where(e):<28} <g> = {gs}")
+            lines.append(f"  {'':<28} {e['law']}: sigma={_pm(e['sigma'], e['sigma_err'])}  "
+                         f"offset={_pm(e['offset'], e['offset_err'])}  "
+                         f"mean free path={_pm(e['mean_free_path'], e['mean_free_path_err'])} a "
+                         f"(open channels {e['open_fraction']:.3g} of A)")
     if summary["notes"]:
         lines.append("")
         lines.append("Notes:")

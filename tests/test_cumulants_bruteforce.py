@@ -28,22 +28,23 @@ def test_cumulants_equal_brute_force(shape, hopping):
     rng = np.random.default_rng(5)
     samples = [rng.uniform(-3, 3, shape) for _ in range(4)]
     cuts = [0.3, 0.7]
-    layout = make_layout(Nx, Ny, Nz, hopping, cuts)
+    layout = make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=True)  # the production fields
 
+    U = am.lead_modes(Ny, Nz, 0.2, hopping).U
+    orbit_index, orbit_size = k_orbits(Ny, Nz, hopping)
     sums = None
     blocks = []
     for V in samples:
         obs = sample_observables(am.mode_matrices(V, hopping), layout)
-        sums = obs if sums is None else {k: sums[k] + obs[k] for k in obs}
         g = am.g_neq(V, hopping).reshape(Nx, n_perp, Nx, n_perp).transpose(0, 2, 1, 3)
+        sums = obs if sums is None else {k: sums[k] + obs[k] for k in obs}
         blocks.append(g)
     n = len(samples)
     means = Means({k: np.asarray(v) / n for k, v in sums.items()}, n)
     est = cumulants(means, n_perp, layout.orbit_size, layout.cut_slices)
 
     G = np.array(blocks)  # (sample, a, b, p, q)
-    U = am.lead_modes(Ny, Nz, 0.2, hopping).U
-    P = projector(U, *k_orbits(Ny, Nz, hopping))
+    P = projector(U, orbit_index, orbit_size)
     mean = {(a, b): P(G[:, a, b].mean(0)) for a in range(Nx) for b in range(Nx)}
     tr = np.trace
 
@@ -68,6 +69,14 @@ def test_cumulants_equal_brute_force(shape, hopping):
         assert np.allclose(est["C3_imag"][i], brute.imag, atol=1e-12)
     m3 = sum(c3(a, b, c) for a in range(Nx) for b in range(Nx) for c in range(Nx))
     assert est["m3"] == pytest.approx(m3.real, abs=1e-11)
+    # the m3 split: sums of C3 over index triples with coinciding slices, term by term
+    triples = [(a, b, c) for a in range(Nx) for b in range(Nx) for c in range(Nx)]
+    coinciding = sum(c3(a, b, c) for a, b, c in triples if a == b or b == c or c == a)
+    assert est["c3_sum_aac"] == pytest.approx(sum(c3(a, a, c) for a in range(Nx) for c in range(Nx)).real,
+                                              abs=1e-11)
+    assert est["c3_sum_aaa"] == pytest.approx(sum(c3(a, a, a) for a in range(Nx)).real, abs=1e-11)
+    assert est["m3_coinciding"] == pytest.approx(coinciding.real, abs=1e-11)
+    assert est["m3_distinct"] == pytest.approx((m3 - coinciding).real, abs=1e-11)
     # the U(1) maps
     assert np.allclose(est["map1"], [[tr(G[:, a, b].mean(0)) / n_perp for b in range(Nx)] for a in range(Nx)])
     j = layout.cut_slices[0]

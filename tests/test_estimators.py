@@ -11,8 +11,11 @@ sum over k of products of these entries, and the connected cumulants are known e
     C3(a,b,c) = Np^-3 sum_o |o| 2 A_o[a, b] A_o[b, c] A_o[c, a]
     m3        = Np^-3 sum_o |o| 2 Tr A_o^3
 
+(and the parts of m3 from coinciding indices follow from the whole C3 tensor by brute force),
+
 while the disconnected parts (products of the means) are large, so a wrong subtraction shows.
 """
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -63,6 +66,14 @@ class Planted:
         out["C3"] = np.real(np.array(c3))
         out["C3_imag"] = np.imag(np.array(c3))
         out["m3"] = 2 * np.einsum("o,oab,obc,oca->", size, A, A, A).real / npp**3
+        # m3 split by brute force over the whole C3 tensor (no inclusion-exclusion used)
+        c3_all = 2 * np.einsum("o,oab,obc,oca->abc", size, A, A, A).real / npp**3
+        a, b, c = np.meshgrid(*(np.arange(self.Nx),) * 3, indexing="ij")
+        coinciding = (a == b) | (b == c) | (c == a)
+        out["m3_coinciding"] = c3_all[coinciding].sum()
+        out["m3_distinct"] = c3_all[~coinciding].sum()
+        out["c3_sum_aac"] = c3_all[a == b].sum()
+        out["c3_sum_aaa"] = c3_all[(a == b) & (b == c)].sum()
         out["map1"] = np.einsum("o,oab->ab", size, mu) / npp
         npp2 = npp**2
         out["map2"] = np.array([self.Nx * np.einsum("o,oa,ob->ab", size, X[:, :, c], X[:, c, :]) / npp2
@@ -86,6 +97,11 @@ class Planted:
         c2 = c @ c
         f["g2_kdiag"] = np.einsum("skab,ko->sabo", c2, ind)
         f["tr_g3"] = np.einsum("skab,skba->s", c2, c).real
+        # the optional fields of the m3 split (k-diagonal: G_aa(k) is the number c[k, a, a])
+        diag = np.einsum("skaa->ska", c)
+        f["diag_tr_g_g2"] = np.einsum("ska,skaa->s", diag, c2).real
+        f["diag_tr_g3"] = np.einsum("ska->sa", diag**3).real
+        f["diag_kdiag_aa_ac"] = np.einsum("ska,skac,ko->saco", diag, c, ind)
         nc = len(lay.cut_slices)
         shape = (S, nc, self.Nx, self.Nx)
         for name in ("cut_pair", "cut_tr_ggg"):
@@ -110,18 +126,21 @@ def block_sums(per_sample, sizes):
             for k, v in per_sample.items()}
 
 
-def write_synthetic_file(path, planted, sums, n_per_block, done=None, valid=True, W=6.0):
+def write_synthetic_file(path, planted, sums, n_per_block, done=None, valid=True, W=6.0,
+                         m3_split=False, job_toml=""):
     """A result file written through `anderson_mpi.schema`, as `anderson_mpi.store` writes one
-    (serial h5py instead of mpio): a change of the layout reaches these tests too."""
-    lay = planted.layout
+    (serial h5py instead of mpio): a change of the layout reaches these tests too.
+    ``m3_split`` adds the optional fields of the m3 split, ``job_toml`` the job file text."""
+    lay = dataclasses.replace(planted.layout, m3_split=m3_split)
     n_blocks = len(n_per_block)
     done = np.ones(n_blocks, np.int8) if done is None else np.asarray(done, np.int8)
     run = make_plan({"geometry": "quasi1d", "sizes": [lay.Nx], "transverse": [lay.Ny, lay.Nz],
                      "W": [W], "samples": int(np.sum(n_per_block)), "block_size": int(max(n_per_block)),
-                     "cuts": list(planted.cuts), "hopping": list(HOPPING)}, "synthetic")[0]
+                     "cuts": list(planted.cuts), "hopping": list(HOPPING), "m3_split": m3_split},
+                    "synthetic")[0]
     run_json = json.loads(run.to_json())
     run_json["geometry"] = "cube"  # the estimators only read geometry, sizes and W
-    attrs = {"code_version": "test", "job_toml": "", "run": json.dumps(run_json),
+    attrs = {"code_version": "test", "job_toml": job_toml, "run": json.dumps(run_json),
              "physics": json.dumps(run.physics()), "created": "test", "n_blocks": n_blocks,
              "block_size": run.block_size, "samples": run.samples}
     with h5py.File(path, "w") as f:
@@ -210,14 +229,16 @@ def test_estimators_recover_planted_cumulants(rng, tmp_path):
     planted = Planted(rng, Nx=5, Ny=3, Nz=2, cuts=[0.3, 0.6])
     sizes = [40] * 12 + [13]  # a short last block
     per_sample = planted.samples(rng, sum(sizes))
-    path = write_synthetic_file(tmp_path / "cube_N5_W6.h5", planted, block_sums(per_sample, sizes), sizes)
+    path = write_synthetic_file(tmp_path / "cube_N5_W6.h5", planted, block_sums(per_sample, sizes), sizes,
+                                m3_split=True)
     with open_run(path) as data:
         assert data.complete and data.samples == sum(sizes)
         est = run_estimates(data)
     exact = planted.exact()
     value, error = est.value, est.error
     for key in ("C1", "C2", "m2", "C3", "C3_imag", "m3", "map1", "map2", "conductance",
-                "conductance_var", "fano"):
+                "conductance_var", "fano", "m3_coinciding", "m3_distinct", "c3_sum_aac",
+                "c3_sum_aaa"):
         v, e, x = np.asarray(value[key]), np.asarray(error[key]), np.asarray(exact[key])
         tiny = 1e-12 * max(np.abs(x).max(), 1e-300)  # entries that vanish exactly (Im C3 at a = b)
         assert np.all((e > 0) | (np.abs(x) <= tiny)), key
@@ -232,6 +253,28 @@ def test_estimators_recover_planted_cumulants(rng, tmp_path):
     assert np.allclose(value["C2"], value["C2"].T)
     assert np.allclose(value["C3"], value["C3"].transpose(0, 2, 1))
     assert np.allclose(value["C3_imag"], -value["C3_imag"].transpose(0, 2, 1))
+
+
+def test_m3_split_recovers_the_planted_parts(rng):
+    """S2 = sum C3(a,a,c), S3 = sum C3(a,a,a) and m3 = distinct + coinciding, against the exact
+    planted cumulants summed by brute force over the index triples (not by the estimator's
+    inclusion-exclusion). 4000 samples make each disconnected term many errors large, so a
+    missing or wrong term (or a missing conjugate) fails by far."""
+    planted = Planted(rng, Nx=4, Ny=2, Nz=2, cuts=[0.5])
+    planted.B *= 0.25
+    lay = planted.layout
+    sizes = [100] * 40
+    sums = block_sums(planted.samples(rng, sum(sizes)), sizes)
+    est = jackknife(sums, sizes, lambda M: cumulants(M, lay.n_perp, lay.orbit_size, lay.cut_slices))
+    exact = planted.exact()
+    for key in ("c3_sum_aac", "c3_sum_aaa", "m3_coinciding", "m3_distinct", "m3"):
+        v, e = est.value[key], est.error[key]
+        assert e > 0 and abs(v - exact[key]) < 5 * e, (key, v, e, exact[key])
+    assert np.isclose(est.value["m3_distinct"] + est.value["m3_coinciding"], est.value["m3"])
+    # without the optional fields there is no split (and no error)
+    base = {k: v for k, v in sums.items() if k not in ("diag_tr_g_g2", "diag_tr_g3", "diag_kdiag_aa_ac")}
+    plain = jackknife(base, sizes, lambda M: cumulants(M, lay.n_perp, lay.orbit_size, lay.cut_slices))
+    assert "m3_distinct" not in plain.full and np.isclose(plain.value["m3"], est.value["m3"])
 
 
 def test_bias_correction_matters_for_C2(rng):
