@@ -244,24 +244,44 @@ def _cut_observables(phi, phi_k, s, layout):
     return obs
 
 
+def _lower_gram(plus, minus=None):
+    """Lower triangle (C order, zeros above) of ``plus plus^+ - minus minus^+``, by zherk.
+
+    zherk on the Fortran view of a C-ordered block computes the conjugate of what is
+    wanted in its upper triangle, which read back in C order is the lower triangle.
+    """
+    c = blas.zherk(1.0, plus.T, trans=2, lower=0)
+    if minus is not None and minus.shape[1]:
+        c = blas.zherk(-1.0, minus.T, beta=1.0, c=c, trans=2, lower=0, overwrite_c=1)
+    return np.tril(c.T)
+
+
+def _trace_hermitian_product(lower_a, lower_b):
+    """``Tr(A B)`` of two Hermitian matrices from their lower triangles (a real number)."""
+    both = np.sum(lower_a * lower_b.conj()).real
+    return float(2 * both - np.sum(np.diagonal(lower_a).real * np.diagonal(lower_b).real))
+
+
 def _diagonal_blocks(phi_k, s, layout):
     """Coinciding-slice fields for the split of m3 (``layout.m3_split``).
 
     Returns the fields ``diag_tr_g3`` (Tr G_aa^3) and ``diag_kdiag_aa_ac`` (orbit sums of
-    (U^+ G_aa G_ac U)_kk), and the Fourier blocks ``G~_aa`` (Nx, N_perp, N_perp) that the
-    last field, ``diag_tr_g_g2``, needs once (G^2)_aa is known (`_g2_step`).
+    (U^+ G_aa G_ac U)_kk), and the lower triangles of the Fourier blocks ``G~_aa``
+    (Nx, N_perp, N_perp) that ``diag_tr_g_g2`` needs once (G^2)_aa is known (`_g2_step`).
+    The Hermitian blocks come from zherk, half the work of a product.
     """
     nx, n_perp, width = phi_k.shape
-    g_aa = np.empty((nx, n_perp, n_perp), dtype=complex)
+    n_plus = int(np.count_nonzero(s > 0))  # the right incomers come first (ScatteringSetup)
+    g_lower = np.empty((nx, n_perp, n_perp), dtype=complex)
     tr_cube = np.empty(nx)
     lifted = np.empty_like(phi_k)  # G~_aa Phi~_a S, so that (G_aa G_ac)~ = lifted_a Phi~_c^+
     for a in range(nx):
-        weighted = phi_k[a] * s
-        g_aa[a] = weighted @ phi_k[a].conj().T
-        np.matmul(g_aa[a], weighted, out=lifted[a])
-        tr_cube[a] = np.sum((g_aa[a] @ g_aa[a]) * g_aa[a].T).real
+        g_lower[a] = _lower_gram(phi_k[a, :, :n_plus], phi_k[a, :, n_plus:])
+        g_aa = _hermitian_from_lower(g_lower[a])
+        np.matmul(g_aa, phi_k[a] * s, out=lifted[a])
+        tr_cube[a] = _trace_hermitian_product(_lower_gram(g_aa), g_lower[a])  # Tr(G^2 G)
     kdiag = _kdiag_orbit_sums(lifted, phi_k, layout)
-    return {"diag_tr_g3": tr_cube, "diag_kdiag_aa_ac": kdiag}, g_aa
+    return {"diag_tr_g3": tr_cube, "diag_kdiag_aa_ac": kdiag}, g_lower
 
 
 def _g2_step(phi_k, k_total, s, layout):
@@ -285,12 +305,15 @@ def _g2_step(phi_k, k_total, s, layout):
         return _kdiag_orbit_sums(half, phi_k, layout), half, phi_k
 
 
-def _trace_g_g2_diagonal(g_aa, left, right):
+def _trace_g_g2_diagonal(g_lower, left, right):
     """``sum_a Tr(G_aa (G^2)_aa)`` from the Fourier blocks (both Hermitian: a real number)."""
     total = 0.0
-    for a in range(len(g_aa)):
-        g2_aa = left[a] @ right[a].conj().T
-        total += float(np.sum(g_aa[a] * g2_aa.conj()).real)
+    for a in range(len(g_lower)):
+        if left is right:  # (G^2)~_aa = half_a half_a^+: a zherk
+            total += _trace_hermitian_product(g_lower[a], _lower_gram(left[a]))
+        else:
+            g2_aa = left[a] @ right[a].conj().T
+            total += float(np.sum(_hermitian_from_lower(g_lower[a]) * g2_aa.T).real)
     return total
 
 
