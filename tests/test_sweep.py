@@ -162,8 +162,11 @@ def test_petsc_solver_gives_the_same_totals(tmp_path, np_, group):
     assert proc.returncode == 0, proc.stderr[-2000:]
     start, = read_progress(tmp_path / "petsc" / "cube_N4_W6.h5", "start")
     assert start["groups"] == np_ // group and start["solver"] == "petsc"
-    # one BLAS thread per rank, also in the system BLAS that PETSc/MUMPS loaded
+    # one BLAS thread per rank, also in the system BLAS that PETSc/MUMPS loaded (make install
+    # switches Debian's libblas.so.3 to OpenBLAS; the reference BLAS would be several times slower)
     assert start["blas"] and all(lib["threads"] == 1 for lib in start["blas"]), start["blas"]
+    assert any(lib["api"] == "openblas" and lib["library"].startswith("/usr/lib")
+               for lib in start["blas"]), start["blas"]
     petsc, transfer = read_totals(tmp_path / "petsc" / "cube_N4_W6.h5"), read_totals(reference / "cube_N4_W6.h5")
     assert_totals_equal(petsc, transfer, rtol=1e-9)
 
