@@ -72,9 +72,9 @@ __all__ = ["Carry", "pair_slices", "order4_field_shapes", "order4_observables",
 # matrix: chunks of rows make the working set about this fraction of one mode matrix.
 _CHUNK_FRACTION = 0.5
 _MIN_ROWS = 16
-# Smaller k blocks for the orbit-pair sums (their intermediate has little arithmetic per
-# element, so it should stay in cache): bytes of one (Nx, k-block, M) temporary.
-_P13_CHUNK_BYTES = 2 * 2**20
+# k' blocks of the orbit-pair sums: bytes of one (Nx, k'-block, M) temporary (kept in cache
+# while every orbit is processed).
+_P13_CHUNK_BYTES = 4 * 2**20
 
 FIELDS = ("c4_tr4", "c4_k2c", "c4_k2d", "c4_k123", "c4_k234", "c4_k341", "c4_k412",
           "c4_p13", "c4_p24", "c4_cross", "c4_n_pairs")
@@ -179,7 +179,7 @@ def _kdiag_add(acc, left, right, indicator_ks, weight=None):
     acc += indicator_ks @ block.conj()
 
 
-def _pair_fields(P, s, c, d, orbits, previous, out, i):
+def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
     """All fields of cut pair i = (c, d) (module docstring) from the Fourier modes P, written
     into ``out[name][i]``."""
     nx, n_perp, width = P.shape
@@ -197,6 +197,12 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i):
         Yp = (Pp[c] * sp) @ Pp[d].conj().T                       # G~'_cd
     Yh = np.ascontiguousarray(Y.conj().T)
     ns = 5 if crossing else 4
+    if not low_memory:
+        # hold G~_bc and G~_ad for all slices (one mode matrix): the rows of the H's then
+        # follow from products with Y (N_perp^3 per slice instead of N_perp^2 M)
+        g_bc = (flat @ (Pc * s).conj().T).reshape(nx, n_perp, n_perp)   # [b, j, q] = G~_bc[j, q]
+        g_ad = (flat @ (Pd * s).conj().T).reshape(nx, n_perp, n_perp)   # [a, j, q] = G~_ad[j, q]
+        Yph = np.ascontiguousarray(Yp.conj().T) if crossing else None
 
     tr4 = np.zeros((nx, nx), dtype=complex)
     cross = np.zeros((nx, nx), dtype=complex)
@@ -209,16 +215,25 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i):
         ks = slice(k0, min(n_perp, k0 + chunk))
         nk = ks.stop - k0
         ind = orbits.indicator[:, ks]
-        x = np.empty((ns, nk, width), dtype=complex)
-        x[0], x[1] = Pc[ks], Pd[ks]
-        np.matmul(Yh[ks], Pc, out=x[2])
-        np.matmul(Y[ks], Pd, out=x[3])
-        if crossing:
-            np.matmul(Yp[ks], Pd, out=x[4])
-        x *= s
-        x = x.reshape(ns * nk, width).conj().T                   # (M, ns nk)
-        gh = (flat @ x).reshape(nx, n_perp, ns, nk)
-        del x
+        if low_memory:
+            x = np.empty((ns, nk, width), dtype=complex)
+            x[0], x[1] = Pc[ks], Pd[ks]
+            np.matmul(Yh[ks], Pc, out=x[2])
+            np.matmul(Y[ks], Pd, out=x[3])
+            if crossing:
+                np.matmul(Yp[ks], Pd, out=x[4])
+            x *= s
+            x = x.reshape(ns * nk, width).conj().T               # (M, ns nk)
+            gh = (flat @ x).reshape(nx, n_perp, ns, nk)
+            del x
+        else:
+            gh = np.empty((nx, n_perp, ns, nk), dtype=complex)
+            gh[:, :, 0, :] = g_bc[:, :, ks]
+            gh[:, :, 1, :] = g_ad[:, :, ks]
+            np.matmul(g_bc, Y[:, ks], out=gh[:, :, 2, :])
+            np.matmul(g_ad, Yh[:, ks], out=gh[:, :, 3, :])
+            if crossing:
+                np.matmul(g_ad, Yph[:, ks], out=gh[:, :, 4, :])
         np.conjugate(gh, out=gh)                     # gh[b, j, f, r] = H^f_b[k0 + r, j]
         gcb = gh[:, :, 0, :].conj()                  # [b, j, r] = conj G~_cb[k0 + r, j]
         # objects O^f_b[r, :] = H^f_b[r, :] P_b, f = 0..3: Rc, Rd, B' = G~_dc Rc, B = G~_cd Rd
@@ -270,28 +285,31 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i):
 def _p13(P, s, Y, orbits, out):
     """``out[a, b, o, o'] = sum_{k in o, k' in o'} G~_ab[k',k] Y[k,k']``.
 
-    For each orbit o: ``conj W_b[k', m] = sum_{k in o} Y[k,k'] conj(P_b[k,m]) s_m`` (one product
-    per block of k') and the k'-diagonal Gram ``sum_m P_a[k',m] conj W_b[k',m]``, summed over
-    k' in o'. Blocked over k' so that W stays in cache.
+    ``= conj sum_{k' in o'} sum_m conj(P_a[k',m]) s_m V_b[k',m]`` with ``V_b[k', m] = sum_{k in o}
+    conj(Y[k,k']) P_b[k,m]``: for each block of k' (outer loop, its rows of P stay in cache) and
+    each orbit o, one product for V and one k'-diagonal Gram. The Gram costs ``Nx^2 N_perp M``
+    per orbit: this is the part of the order-4 work that grows like N^8 in the cube.
     """
     nx, n_perp, width = P.shape
+    no = orbits.n
     chunk = int(max(1, min(n_perp, _P13_CHUNK_BYTES // (16 * nx * width))))
-    acc = np.zeros((orbits.n, nx * nx), dtype=complex)            # [o', (a, b)]
-    for o in range(orbits.n):
-        idx = orbits.members[o]
-        pco = (P[:, idx, :].conj() * s).transpose(1, 0, 2).reshape(len(idx), -1)  # (|o|, Nx M)
-        yo = Y[idx, :]
-        acc[:] = 0.0
-        for k0 in range(0, n_perp, chunk):
-            ks = slice(k0, min(n_perp, k0 + chunk))
-            nk = ks.stop - k0
-            cw = (yo[:, ks].T @ pco).reshape(nk, nx, width)        # [k', b, m] = conj W_b[k', m]
-            block = np.matmul(P[:, ks, :].transpose(1, 0, 2), cw.transpose(0, 2, 1))
-            acc += orbits.indicator[:, ks] @ block.reshape(nk, -1)
-        out[:, :, o, :] = acc.reshape(orbits.n, nx, nx).transpose(1, 2, 0)
+    yc = Y.conj()
+    acc = np.zeros((no, no, nx * nx), dtype=complex)             # [o, o', (a, b)], conjugated
+    for k0 in range(0, n_perp, chunk):
+        ks = slice(k0, min(n_perp, k0 + chunk))
+        nk = ks.stop - k0
+        lhs = P[:, ks, :].conj().transpose(1, 0, 2) * s          # (nk, Nx, M)
+        ind = orbits.indicator[:, ks]
+        for o in range(no):
+            idx = orbits.members[o]
+            v = np.matmul(yc[idx, ks].T, P[:, idx, :])            # (Nx, nk, M) = V_b[k', m]
+            block = np.matmul(lhs, v.transpose(1, 2, 0))         # (nk, Nx, Nx)
+            acc[o] += ind @ block.reshape(nk, -1)
+    out[...] = acc.reshape(no, no, nx, nx).transpose(2, 3, 0, 1).conj()
 
 
-def order4_observables(phi, phi_k, signature, pair_slices, orbit_index, n_orbits, previous=None):
+def order4_observables(phi, phi_k, signature, pair_slices, orbit_index, n_orbits, previous=None,
+                       low_memory=True):
     """Per-sample fourth-order observables on the cut pairs (`order4_field_shapes`).
 
     Parameters
@@ -312,6 +330,10 @@ def order4_observables(phi, phi_k, signature, pair_slices, orbit_index, n_orbits
     previous : Carry or None
         The carry returned for the previous sample of the SAME seed block; None for the first
         sample of a block (its ``c4_cross`` is then 0 and ``c4_n_pairs`` 0).
+    low_memory : bool
+        True: every product blocked over momenta (working set a fraction of one mode matrix).
+        False: hold ``G~_bc`` and ``G~_ad`` of all slices (one more mode matrix) and save 1.5 of
+        the 11 cut-sized products (about 0.5 recursions at N = 16). Same results to rounding.
 
     Returns
     -------
@@ -342,7 +364,7 @@ def order4_observables(phi, phi_k, signature, pair_slices, orbit_index, n_orbits
     shapes = order4_field_shapes(nx, orbits.n, len(pairs))
     obs = {name: np.zeros(shape, dtype) for name, (shape, dtype) in shapes.items()}
     for i, (c, d) in enumerate(pairs):
-        _pair_fields(P, s, int(c), int(d), orbits, previous, obs, i)
+        _pair_fields(P, s, int(c), int(d), orbits, previous, obs, i, low_memory)
     obs["c4_n_pairs"] = np.float64(0.0 if previous is None else 1.0)
     return obs, Carry(phi_k=P, signature=s)
 
@@ -369,11 +391,13 @@ def order4_block_sums(samples, pair_slices, orbit_index, n_orbits):
 def bench_order4(sizes=(8, 12, 16), cuts4=((0.25, 0.75),), W=6.0, repeats=3, log=print):
     """Cost of one cut pair relative to one recursion (`mode_matrices`), cube, 1 BLAS thread.
 
-    Recursion and order-4 observables are timed alternately (best of ``repeats`` each), with
-    and without the crossing (a first sample of a block has no previous sample). Memory: the
-    tracemalloc peak of the order-4 call above its inputs (numpy arrays; BLAS's own buffers are
-    not traced), in MB and in mode matrices (``Nx N_perp M`` complex). Prints a table, asserts
-    nothing; returns the rows.
+    Everything is timed alternately in each repeat (best of ``repeats``): the recursion, one
+    pair with the crossing (a sample with a previous one) in both memory modes, one pair
+    without the crossing (the first sample of a block), and the orbit-pair sums ``c4_p13`` on
+    their own. Memory: the tracemalloc peak of the call above its inputs (numpy arrays,
+    outputs included; BLAS's own buffers are not traced), in MB and in mode matrices
+    (``Nx N_perp M`` complex); the carry (a reference to the previous ``phi_k``) is not
+    counted. Prints a table, asserts nothing; returns the rows.
     """
     from threadpoolctl import threadpool_limits
 
@@ -384,9 +408,10 @@ def bench_order4(sizes=(8, 12, 16), cuts4=((0.25, 0.75),), W=6.0, repeats=3, log
     rows = []
     with threadpool_limits(1):
         log("\n== Order four: one cut pair versus one recursion (cube, W = %g, 1 BLAS thread) ==" % W)
-        log("(timed alternately, best of %d; peak = tracemalloc above the inputs)" % repeats)
-        log(f"{'N':>4} {'n_orb':>6} {'recursion s':>12} {'pair s':>9} {'ratio':>6} "
-            f"{'no-cross s':>10} {'ratio':>6} {'p13 s':>7} {'peak MB':>8} {'peak/Phi':>8}")
+        log("(timed alternately, best of %d; ratio = seconds / recursion seconds; peak = tracemalloc "
+            "above the inputs, in MB and in mode matrices)" % repeats)
+        log(f"{'N':>4} {'n_orb':>5} {'recursion s':>11} {'pair s':>8} {'ratio':>6} {'hold-G s':>8} "
+            f"{'ratio':>6} {'1st ratio':>9} {'p13 ratio':>9} {'peak MB':>8} {'/Phi':>5} {'hold /Phi':>9}")
         rng = np.random.default_rng(3)
         for N in sizes:
             V = [rng.uniform(-W / 2, W / 2, (N, N, N)) for _ in range(2)]
@@ -395,46 +420,46 @@ def bench_order4(sizes=(8, 12, 16), cuts4=((0.25, 0.75),), W=6.0, repeats=3, log
             oi, osz = k_orbits(N, N, DEFAULT_HOPPING)
             pairs = pair_slices(N, cuts4)
             carry = Carry(phik[0], modes[0].signature)
+            orbits = _Orbits(oi, len(osz), N * N)
+            out = np.empty((N, N, len(osz), len(osz)), dtype=complex)
 
-            def run(prev):
-                return order4_observables(None, phik[1], modes[1].signature, pairs, oi, len(osz), prev)
+            def run(prev, low_memory=True):
+                return order4_observables(None, phik[1], modes[1].signature, pairs, oi, len(osz),
+                                          prev, low_memory=low_memory)
 
             def p13_only():
                 P, s = phik[1], modes[1].signature
                 c, d = pairs[0]
-                Y = (P[c] * s) @ P[d].conj().T
-                out = np.empty((N, N, len(osz), len(osz)), dtype=complex)
-                _p13(P, s, Y, _Orbits(oi, len(osz), N * N), out)
+                _p13(P, s, (P[c] * s) @ P[d].conj().T, orbits, out)
 
             run(carry)  # warm up
-            t_rec, t_pair, t_first, t_p13 = [], [], [], []
+            t = {k: [] for k in ("rec", "pair", "hold", "first", "p13")}
             for _ in range(repeats):
-                t0 = time.perf_counter()
-                mode_matrices(V[1])
-                t1 = time.perf_counter()
-                run(carry)
-                t2 = time.perf_counter()
-                run(None)
-                t3 = time.perf_counter()
-                p13_only()
-                t4 = time.perf_counter()
-                t_rec.append(t1 - t0)
-                t_pair.append((t2 - t1) / len(pairs))
-                t_first.append((t3 - t2) / len(pairs))
-                t_p13.append(t4 - t3)
-            tracemalloc.start()
-            base = tracemalloc.get_traced_memory()[0]
-            run(carry)
-            peak = (tracemalloc.get_traced_memory()[1] - base) / 2**20
-            tracemalloc.stop()
+                for key, func in (("rec", lambda: mode_matrices(V[1])), ("pair", lambda: run(carry)),
+                                  ("hold", lambda: run(carry, False)), ("first", lambda: run(None)),
+                                  ("p13", p13_only)):
+                    t0 = time.perf_counter()
+                    func()
+                    t[key].append(time.perf_counter() - t0)
+            best = {k: min(v) / (len(pairs) if k in ("pair", "hold", "first") else 1) for k, v in t.items()}
+            peaks = []
+            for low_memory in (True, False):
+                tracemalloc.start()
+                base = tracemalloc.get_traced_memory()[0]
+                run(carry, low_memory)
+                peaks.append((tracemalloc.get_traced_memory()[1] - base) / 2**20)
+                tracemalloc.stop()
             mode_mb = phik[1].nbytes / 2**20
-            rec, pair, first = min(t_rec), min(t_pair), min(t_first)
-            row = dict(N=N, n_orb=len(osz), recursion=rec, pair=pair, pair_ratio=pair / rec,
-                       first=first, first_ratio=first / rec, p13=min(t_p13), peak_mb=peak,
-                       peak_modes=peak / mode_mb)
+            rec = best["rec"]
+            row = dict(N=N, n_orb=len(osz), recursion=rec, pair=best["pair"], hold=best["hold"],
+                       first=best["first"], p13=best["p13"], pair_ratio=best["pair"] / rec,
+                       hold_ratio=best["hold"] / rec, first_ratio=best["first"] / rec,
+                       p13_ratio=best["p13"] / rec, peak_mb=peaks[0], peak_modes=peaks[0] / mode_mb,
+                       hold_peak_modes=peaks[1] / mode_mb)
             rows.append(row)
-            log(f"{N:4d} {len(osz):6d} {rec:12.4f} {pair:9.4f} {pair / rec:6.2f} {first:10.4f} "
-                f"{first / rec:6.2f} {min(t_p13):7.4f} {peak:8.1f} {peak / mode_mb:8.2f}")
+            log(f"{N:4d} {len(osz):5d} {rec:11.4f} {best['pair']:8.4f} {row['pair_ratio']:6.2f} "
+                f"{best['hold']:8.4f} {row['hold_ratio']:6.2f} {row['first_ratio']:9.2f} "
+                f"{row['p13_ratio']:9.2f} {peaks[0]:8.1f} {row['peak_modes']:5.2f} {row['hold_peak_modes']:9.2f}")
     return rows
 
 

@@ -121,10 +121,13 @@ def test_any_number_of_columns(widths, rng):
     for width in widths:
         phi, s = synthetic_sample(rng, Nx, n_perp, width)
         phi_k = transverse_fft(phi, Ny, Nz, axis=1)
-        obs, carry_new = order4_observables(phi, phi_k, s, pairs, orbit_index, len(orbit_size), carry)
         flat = phi.reshape(-1, width)
         g = blocks_of((flat * s) @ flat.conj().T, Nx, n_perp)
-        assert_fields_close(obs, brute_force_fields(g, g_prev, U, orbit_index, len(orbit_size), pairs))
+        ref = brute_force_fields(g, g_prev, U, orbit_index, len(orbit_size), pairs)
+        for low_memory in (True, False):
+            obs, carry_new = order4_observables(phi, phi_k, s, pairs, orbit_index, len(orbit_size),
+                                                carry, low_memory=low_memory)
+            assert_fields_close(obs, ref)
         carry, g_prev = carry_new, g
 
 
@@ -196,7 +199,8 @@ def test_pairing_uses_only_the_order_inside_a_block(rng):
 @pytest.mark.parametrize("rows, p13_bytes", [(1, 1), (2, 16 * 4 * 9 * 3), (5, 10**9)])
 def test_blocking_over_momenta_does_not_change_the_fields(rows, p13_bytes, rng, monkeypatch):
     """The products are blocked over transverse momenta (to bound memory): any block size,
-    including blocks that split k orbits, gives the same fields."""
+    including blocks that split k orbits, gives the same fields, with and without holding the
+    slice blocks G~_bc, G~_ad (low_memory=False)."""
     from anderson_mpi import order4
     Nx, Ny, Nz = 4, 3, 3
     orbit_index, orbit_size = k_orbits(Ny, Nz, am.DEFAULT_HOPPING)
@@ -210,5 +214,7 @@ def test_blocking_over_momenta_does_not_change_the_fields(rows, p13_bytes, rng, 
     monkeypatch.setattr(order4, "_CHUNK_FRACTION", 0.0)
     monkeypatch.setattr(order4, "_MIN_ROWS", rows)
     monkeypatch.setattr(order4, "_P13_CHUNK_BYTES", p13_bytes)
-    obs, _ = order4_observables(*data[1], pairs, orbit_index, len(orbit_size), carry)
-    assert_fields_close(obs, ref, tol=1e-12)
+    for low_memory in (True, False):
+        obs, _ = order4_observables(*data[1], pairs, orbit_index, len(orbit_size), carry,
+                                    low_memory=low_memory)
+        assert_fields_close(obs, ref, tol=1e-12)
