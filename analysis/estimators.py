@@ -360,6 +360,8 @@ def cumulants4(M, n_perp, orbit_size, pair_slices):
         product, in the order of `PARTITIONS4`. ``cross_ratio`` (n_pairs,):
         ``||Re C4_cross|| / ||C4||`` and ``free_ratio``: ``||C4_free - C4|| / ||C4||``, Frobenius
         norms over the bulk (a, b, c, d pairwise distinct; nan for a pair with c = d).
+        The crossing needs sample pairs (blocks of >= 2 samples); without any, the terms that
+        depend on it are nan.
 
     Notes
     -----

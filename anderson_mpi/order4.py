@@ -36,21 +36,24 @@ to the result file) and the route of each partition:
   (no 1/n bias, nothing for the jackknife to correct; a block of m samples holds m - 1 pairs,
   the first sample of a block contributes none). Why this route: the crossing tensor
   ``E[G~_ab[k1,k2] G~_cd[k3,k4]]`` is only momentum conserving, not diagonal, and storing it
-  would take ``Nx^2 N_perp^3`` numbers per pair; a pair of samples costs about one cut's work
-  and no storage. Consecutive pairing (not all ``m(m-1)`` pairs) keeps it O(n) in time and needs
-  one carried mode matrix; the price is a larger variance than the full U-statistic.
+  would take ``Nx^2 N_perp^3`` numbers per pair; a pair of samples costs three cut-sized
+  products (about one recursion) and no storage. Consecutive pairing (not all ``m(m-1)``
+  pairs) keeps it O(n) in time and needs one carried mode matrix; the price is a larger
+  variance than the full U-statistic over all pairs of the block.
 
 All other connected parts are products of sample means, so they carry the usual O(1/n) bias that
 the delete-one-block jackknife of `analysis.estimators` removes (to O(1/n^2) for these cubic and
 quartic functions of the means). The per-sample fields themselves are exact (no bias, no
 approximation): `tests/test_order4.py` checks every one against dense Gneq matrices to 1e-10.
 
-Cost and memory (`bench_order4`, README): per cut pair, 11 products of the size of "one cut"
-``Nx N_perp^2 M`` (each ~0.37 recursions at N = 16) for the consecutive terms and the crossing,
-plus ``(1 + n_orb / N)`` of them for ``c4_p13``, which is the one part that grows like ``N^8``
-in the cube (``n_orb ~ N^2 / 8``). All products are blocked over transverse momenta (rows), so
-the working memory is a fraction of a mode matrix; the carry is the previous sample's ``phi_k``
-(one mode matrix, a reference, not a copy).
+Cost and memory (`bench_order4`): per cut pair, 11 complex products of the size
+``Nx N_perp^2 M`` of one cut's work (each ~0.37 recursions at N = 16; 8 for the consecutive
+terms, 3 for the crossing), plus ``1 + n_orb / N`` of them for ``c4_p13``, the one part that
+grows like ``N^8`` in the cube (``n_orb ~ N^2 / 8``); the Grams over (a, b) and everything else
+are ``O(N^6)``. ``low_memory=False`` holds ``G~_bc``, ``G~_ad`` (one more mode matrix) and saves
+1.5 of the 11. All products are blocked over transverse momenta (rows), so the working memory is
+a fraction of a mode matrix besides the outputs (``c4_p13``, ``c4_p24``: ``Nx^2 n_orb^2`` each);
+the carry is the previous sample's ``phi_k`` (one mode matrix, a reference, not a copy).
 
 Pure numpy/scipy: arrays in, arrays out; no MPI, no files.
 """
@@ -75,10 +78,6 @@ _MIN_ROWS = 16
 # k' blocks of the orbit-pair sums: bytes of one (Nx, k'-block, M) temporary (kept in cache
 # while every orbit is processed).
 _P13_CHUNK_BYTES = 4 * 2**20
-
-FIELDS = ("c4_tr4", "c4_k2c", "c4_k2d", "c4_k123", "c4_k234", "c4_k341", "c4_k412",
-          "c4_p13", "c4_p24", "c4_cross", "c4_n_pairs")
-
 
 @dataclass(frozen=True)
 class Carry:
@@ -187,8 +186,8 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
     flat = P.reshape(nx * n_perp, width)
     Pc, Pd = P[c], P[d]
     Y = (Pc * s) @ Pd.conj().T                                   # G~_cd
-    # Row sources F, each giving H_b = F S P_b^+ (N_perp x N_perp per slice b):
-    #   Pc -> G~_cb,  Pd -> G~_db,  Y^+ Pc -> G~_dc G~_cb,  Y Pd -> G~_cd G~_db,
+    # Row sources F, each giving H_b = F S P_b^+ (N_perp x N_perp per slice b), f = 0..4:
+    #   Pd -> G~_db,  Y^+ Pc -> G~_dc G~_cb,  Y Pd -> G~_cd G~_db,  Pc -> G~_cb,
     #   Y' Pd -> G~'_cd G~_db (crossing; ' = the previous sample). The rows of a block of
     #   momenta are formed when needed (Y[rows] Pd costs 1/Nx of one source product).
     crossing = previous is not None
@@ -217,9 +216,9 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
         ind = orbits.indicator[:, ks]
         if low_memory:
             x = np.empty((ns, nk, width), dtype=complex)
-            x[0], x[1] = Pc[ks], Pd[ks]
-            np.matmul(Yh[ks], Pc, out=x[2])
-            np.matmul(Y[ks], Pd, out=x[3])
+            x[0], x[3] = Pd[ks], Pc[ks]
+            np.matmul(Yh[ks], Pc, out=x[1])
+            np.matmul(Y[ks], Pd, out=x[2])
             if crossing:
                 np.matmul(Yp[ks], Pd, out=x[4])
             x *= s
@@ -228,18 +227,18 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
             del x
         else:
             gh = np.empty((nx, n_perp, ns, nk), dtype=complex)
-            gh[:, :, 0, :] = g_bc[:, :, ks]
-            gh[:, :, 1, :] = g_ad[:, :, ks]
-            np.matmul(g_bc, Y[:, ks], out=gh[:, :, 2, :])
-            np.matmul(g_ad, Yh[:, ks], out=gh[:, :, 3, :])
+            gh[:, :, 0, :] = g_ad[:, :, ks]
+            np.matmul(g_bc, Y[:, ks], out=gh[:, :, 1, :])
+            np.matmul(g_ad, Yh[:, ks], out=gh[:, :, 2, :])
+            gh[:, :, 3, :] = g_bc[:, :, ks]
             if crossing:
                 np.matmul(g_ad, Yph[:, ks], out=gh[:, :, 4, :])
         np.conjugate(gh, out=gh)                     # gh[b, j, f, r] = H^f_b[k0 + r, j]
-        gcb = gh[:, :, 0, :].conj()                  # [b, j, r] = conj G~_cb[k0 + r, j]
-        # objects O^f_b[r, :] = H^f_b[r, :] P_b, f = 0..3: Rc, Rd, B' = G~_dc Rc, B = G~_cd Rd
+        gcb = gh[:, :, 3, :].conj()                  # [b, j, r] = conj G~_cb[k0 + r, j]
+        # objects O^f_b[r, :] = H^f_b[r, :] P_b, f = 0..3: Rd, B' = G~_dc Rc, B = G~_cd Rd, Rc
         obj = np.matmul(gh[:, :, :4, :].reshape(nx, n_perp, 4 * nk).transpose(0, 2, 1), P)
-        rc, rd = obj[:, :nk], obj[:, nk:2 * nk]
-        bp, bb = obj[:, 2 * nk:3 * nk], obj[:, 3 * nk:]
+        rd, bp = obj[:, :nk], obj[:, nk:2 * nk]
+        bb, rc = obj[:, 2 * nk:3 * nk], obj[:, 3 * nk:]
         pk = P[:, ks, :]
         # Tr(G_ab G_bc G_cd G_da) = sum_{k, m} B_a[k,m] s_m conj(Rc_b[k,m])
         tr4 += (bb.reshape(nx, -1) * np.tile(s, nk)) @ rc.reshape(nx, -1).conj().T
@@ -255,9 +254,9 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
         _kdiag_add(acc["c4_k341"], bb, pk, ind, s)
         del obj, rc, rd, bp, bb
         # (G_bc G_cd G_da)~_kk = sum_q conj(G~_cb[q,k]) (G~_cd G~_da)[q,k], q in this block
-        k234 += np.matmul(gh[:, :, 3, :].transpose(1, 0, 2), gcb.transpose(1, 2, 0))
+        k234 += np.matmul(gh[:, :, 2, :].transpose(1, 0, 2), gcb.transpose(1, 2, 0))
         # c4_p24: sum_{k in o, k' in o'} conj(G~_cb[k',k]) G~_da[k',k], k' in this block
-        g_da = gh[:, orbits.order, 1, :]                         # [a, k (orbit order), r]
+        g_da = gh[:, orbits.order, 0, :]                         # [a, k (orbit order), r]
         g_cb = gcb[:, orbits.order, :]
         for o in range(no):
             j0, j1 = orbits.starts[o], orbits.starts[o + 1]
@@ -267,10 +266,10 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
         if crossing:
             # Tr(G'_ab G_bc G'_cd G_da) = sum_{k, m} s'_m conj(Xb_b[k,m]) Xa_a[k,m],
             # Xb = G~_cb P'_b, Xa = G~'_cd G~_da P'_a
-            xb = np.matmul(gh[:, :, 0, :].transpose(0, 2, 1), Pp)
-            xa = np.matmul(gh[:, :, 4, :].transpose(0, 2, 1), Pp)
+            xx = np.matmul(gh[:, :, 3:, :].reshape(nx, n_perp, 2 * nk).transpose(0, 2, 1), Pp)
+            xb, xa = xx[:, :nk], xx[:, nk:]
             cross += (xa.reshape(nx, -1) * np.tile(sp, nk)) @ xb.reshape(nx, -1).conj().T
-            del xa, xb
+            del xx, xa, xb
         del gh
 
     out["c4_tr4"][i] = tr4
@@ -294,7 +293,7 @@ def _p13(P, s, Y, orbits, out):
     no = orbits.n
     chunk = int(max(1, min(n_perp, _P13_CHUNK_BYTES // (16 * nx * width))))
     yc = Y.conj()
-    acc = np.zeros((no, no, nx * nx), dtype=complex)             # [o, o', (a, b)], conjugated
+    out[...] = 0.0                                               # accumulates the conjugate
     for k0 in range(0, n_perp, chunk):
         ks = slice(k0, min(n_perp, k0 + chunk))
         nk = ks.stop - k0
@@ -304,8 +303,8 @@ def _p13(P, s, Y, orbits, out):
             idx = orbits.members[o]
             v = np.matmul(yc[idx, ks].T, P[:, idx, :])            # (Nx, nk, M) = V_b[k', m]
             block = np.matmul(lhs, v.transpose(1, 2, 0))         # (nk, Nx, Nx)
-            acc[o] += ind @ block.reshape(nk, -1)
-    out[...] = acc.reshape(no, no, nx, nx).transpose(2, 3, 0, 1).conj()
+            out[:, :, o, :] += (ind @ block.reshape(nk, -1)).reshape(no, nx, nx).transpose(1, 2, 0)
+    np.conjugate(out, out=out)
 
 
 def order4_observables(phi, phi_k, signature, pair_slices, orbit_index, n_orbits, previous=None,
