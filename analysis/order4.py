@@ -160,7 +160,8 @@ def fig_g4_lines(series, ys=(0.5,), dn4=np.nan, dn4_err=np.nan, title=None, ylab
             last = (x[b], x[c], x[d])
         if last is not None and np.isfinite(dn4):
             pts = np.stack(np.broadcast_arrays(grid, *last), axis=-1)
-            lab = rf"QSSEP, $\Delta n^{{(4)}} = {dn4:.3g}$" + (f" ± {dn4_err:.2g}" if np.isfinite(dn4_err) else "")
+            lab = rf"QSSEP, $\Delta n^{{(4)}} = {dn4:.3g}$"
+            lab += f" ± {dn4_err:.2g}" if np.isfinite(dn4_err) else ""
             ax.plot(grid, qssep.g(4, pts, float(dn4)), color="k", ls="--", lw=1.0, label=lab)
         ax.axhline(0, color="0.7", lw=0.5)
         ax.set_xlabel("$x$")

@@ -79,6 +79,7 @@ _MIN_ROWS = 16
 # while every orbit is processed).
 _P13_CHUNK_BYTES = 4 * 2**20
 
+
 @dataclass(frozen=True)
 class Carry:
     """What the next sample of the same seed block needs: this sample's ``phi_k`` (a reference
@@ -458,7 +459,8 @@ def bench_order4(sizes=(8, 12, 16), cuts4=((0.25, 0.75),), W=6.0, repeats=3, log
             rows.append(row)
             log(f"{N:4d} {len(osz):5d} {rec:11.4f} {best['pair']:8.4f} {row['pair_ratio']:6.2f} "
                 f"{best['hold']:8.4f} {row['hold_ratio']:6.2f} {row['first_ratio']:9.2f} "
-                f"{row['p13_ratio']:9.2f} {peaks[0]:8.1f} {row['peak_modes']:5.2f} {row['hold_peak_modes']:9.2f}")
+                f"{row['p13_ratio']:9.2f} {peaks[0]:8.1f} {row['peak_modes']:5.2f} "
+                f"{row['hold_peak_modes']:9.2f}")
     return rows
 
 

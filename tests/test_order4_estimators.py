@@ -22,7 +22,7 @@ import pytest
 import anderson_mpi as am
 from anderson_mpi.model import transverse_fft
 from anderson_mpi.moments import k_orbits
-from anderson_mpi.order4 import order4_block_sums, order4_observables, pair_slices
+from anderson_mpi.order4 import order4_block_sums, pair_slices
 from analysis.estimators import PARTITIONS4, Means, cumulants4, jackknife
 
 
@@ -240,10 +240,11 @@ class PlantedFull:
                         "1|2|3|4": tr(m[ab] @ m[bc] @ m[cd] @ m[da]),
                     }
                     # E[X1 (x) X3] = mu_ab (x) mu_cd + sum_j A_j,ab (x) A_j,cd (kappa2 = 1)
-                    t["13|2|4"] = t["1|2|3|4"] + np.einsum("jpq,qr,jrs,sp->", A[:, a, b], m[bc], A[:, c, d], m[da])
-                    t["24|1|3"] = t["1|2|3|4"] + np.einsum("pq,jqr,rs,jsp->", m[ab], A[:, b, c], m[cd], A[:, d, a])
-                    e13 = np.einsum("pq,rs->pqrs", m[ab], m[cd]) + np.einsum("jpq,jrs->pqrs", A[:, a, b], A[:, c, d])
-                    e24 = np.einsum("qr,sp->qrsp", m[bc], m[da]) + np.einsum("jqr,jsp->qrsp", A[:, b, c], A[:, d, a])
+                    a_ab, a_bc, a_cd, a_da = A[:, a, b], A[:, b, c], A[:, c, d], A[:, d, a]
+                    t["13|2|4"] = t["1|2|3|4"] + np.einsum("jpq,qr,jrs,sp->", a_ab, m[bc], a_cd, m[da])
+                    t["24|1|3"] = t["1|2|3|4"] + np.einsum("pq,jqr,rs,jsp->", m[ab], a_bc, m[cd], a_da)
+                    e13 = np.einsum("pq,rs->pqrs", m[ab], m[cd]) + np.einsum("jpq,jrs->pqrs", a_ab, a_cd)
+                    e24 = np.einsum("qr,sp->qrsp", m[bc], m[da]) + np.einsum("jqr,jsp->qrsp", a_bc, a_da)
                     t["13|24"] = np.einsum("pqrs,qrsp->", e13, e24)
                     for j, (label, _) in enumerate(PARTITIONS4):
                         terms[j, i, a, b] = t[label] / npp4
