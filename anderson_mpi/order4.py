@@ -54,6 +54,9 @@ are ``O(N^6)``. ``low_memory=False`` holds ``G~_bc``, ``G~_ad`` (one more mode m
 1.5 of the 11. All products are blocked over transverse momenta (rows), so the working memory is
 a fraction of a mode matrix besides the outputs (``c4_p13``, ``c4_p24``: ``Nx^2 n_orb^2`` each);
 the carry is the previous sample's ``phi_k`` (one mode matrix, a reference, not a copy).
+Storage: ``c4_p13`` and ``c4_p24`` hold ``Nx^2 n_orb^2`` complex numbers each per pair and block
+(cube N = 16: 8.3 MB, N = 20: 28 MB, N = 40: 1.4 GB; quasi-1d 8 x 8, Nx = 120: 52 MB), which
+dominates the result file; every other field is at most ``Nx^2 n_orb``.
 
 Pure numpy/scipy: arrays in, arrays out; no MPI, no files.
 """
