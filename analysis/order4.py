@@ -1,0 +1,227 @@
+"""Fourth order on cut pairs: rescaled g4, the QSSEP comparison, the dn^(4) fit and two figures.
+
+* `order4_estimates`: jackknifed (bias-corrected, with errors) `analysis.estimators.cumulants4`
+  of one run plus the rescaled ``g4 = N^3 C4`` (cube) or ``Nx^-3 C4`` (quasi-1d), and the same
+  rescaling of the crossing term (``g4_cross``) and of the free cumulant (``g4_free``).
+* `g4_shape_on_pair`: ``g4^Q(x_a, x_b, x_c, x_d; dn = 1)`` for all (a, b) (SPEC eq. 6 at n = 4,
+  arguments in the cyclic order of ``E[G_ab G_bc G_cd G_da]^c``; `analysis.qssep.g`).
+* `fit_dn4`: ordinary least squares (equal weights, SPEC 4b) of ``Re g4 = t g4^Q(.; 1)`` over all
+  (a, b) with a, b, c, d pairwise distinct, all cut pairs together; ``dn4 = sign(t) |t|^(1/4)``.
+  `jk_fit_dn4` pushes it through the jackknife replicates.
+* Figures (matplotlib Agg; functions of arrays, not of the report object):
+  `fig_g4_lines` (g4 along lines of a cut pair for every size, dashed QSSEP, as fig3e does for
+  g3) and `fig_crossing_map` (maps of g4, of the crossing term and of their ratio).
+
+Pure numpy/matplotlib; no MPI, no files (figures are returned, not saved).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import qssep
+from .estimators import cumulants4, jackknife, rescale_power
+
+__all__ = ["order4_estimates", "g4_shape_on_pair", "distinct_mask", "fit_dn4", "jk_fit_dn4",
+           "fig_g4_lines", "fig_crossing_map"]
+
+
+def order4_estimates(block_sums, n_per_block, n_perp, orbit_size, pair_slices, geometry, Nx, key=0):
+    """Jackknifed fourth-order estimates of one run.
+
+    Parameters
+    ----------
+    block_sums : mapping name -> (n_blocks, ...) array
+        The run's block sums of the order-4 fields and ``mean_k``.
+    n_per_block : (n_blocks,) int
+    n_perp, orbit_size, pair_slices : as for `analysis.estimators.cumulants4`
+    geometry : "cube" or "quasi1d"
+    Nx : int
+    key : hashable
+        Name of the run for `analysis.estimators.combine`.
+
+    Returns
+    -------
+    Replicated
+        Keys of `cumulants4` plus ``g4``, ``g4_imag``, ``g4_cross``, ``g4_free``
+        (n_pairs, Nx, Nx), all rescaled by `rescale_power` (geometry, Nx, 4).
+    """
+    scale = rescale_power(geometry, Nx, 4)
+
+    def func(M):
+        est = cumulants4(M, n_perp, orbit_size, pair_slices)
+        est["g4"] = est["C4"] * scale
+        est["g4_imag"] = est["C4_imag"] * scale
+        est["g4_cross"] = est["C4_cross"] * scale
+        est["g4_free"] = est["C4_free"] * scale
+        return est
+
+    return jackknife(block_sums, n_per_block, func, key=key)
+
+
+def g4_shape_on_pair(x, c, d):
+    """``g4^Q(x_a, x_b, x_c, x_d; dn = 1)`` for all (a, b): (Nx, Nx)."""
+    x = np.asarray(x, float)
+    pts = np.stack(np.broadcast_arrays(x[:, None], x[None, :], x[c], x[d]), axis=-1)
+    return qssep.g(4, pts, 1.0)
+
+
+def distinct_mask(nx, c, d):
+    """(a, b) with a, b, c, d pairwise distinct: the points a fit uses (coinciding slices carry
+    contact terms QSSEP does not model)."""
+    a, b = np.meshgrid(np.arange(nx), np.arange(nx), indexing="ij")
+    return (a != b) & (a != c) & (a != d) & (b != c) & (b != d) & (c != d)
+
+
+def fit_dn4(x, g4, pair_slices):
+    """``Re g4(a, b, c, d) = t g4^Q(x_a, x_b, x_c, x_d; 1)``, ordinary least squares.
+
+    Parameters
+    ----------
+    x : (Nx,) slice coordinates
+    g4 : (n_pairs, Nx, Nx) real part of the rescaled cumulant
+    pair_slices : (n_pairs, 2)
+
+    Returns
+    -------
+    dict
+        ``dn4`` (``sign(t) |t|^(1/4)``), ``dn4_pow4`` (= t), ``rel_residual``
+        (``||g4 - t g4^Q|| / ||g4||`` over the fitted points), ``n_points``.
+    """
+    ys, fs = [], []
+    pairs = np.asarray(pair_slices, dtype=np.int64).reshape(-1, 2)
+    for i, (c, d) in enumerate(pairs):
+        keep = distinct_mask(len(x), c, d)
+        ys.append(np.asarray(g4[i], float)[keep])
+        fs.append(g4_shape_on_pair(x, c, d)[keep])
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    f = np.concatenate(fs) if fs else np.zeros(0)
+    ff = float(f @ f)
+    if len(y) == 0 or ff == 0.0 or not np.all(np.isfinite(y)):
+        return {"dn4": np.nan, "dn4_pow4": np.nan, "rel_residual": np.nan, "n_points": float(len(y))}
+    t = float(f @ y) / ff
+    norm = float(np.linalg.norm(y))
+    return {"dn4": float(np.sign(t) * abs(t) ** 0.25), "dn4_pow4": t,
+            "rel_residual": float(np.linalg.norm(y - t * f)) / norm if norm > 0 else np.nan,
+            "n_points": float(len(y))}
+
+
+def jk_fit_dn4(est, x, pair_slices):
+    """dn^(4) of one run from its `Replicated` estimates (bias-corrected, jackknife error)."""
+    return est["g4"].map(lambda g4: fit_dn4(x, g4, pair_slices))
+
+
+# --- figures -------------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _nearest(x, target):
+    return int(np.argmin(np.abs(np.asarray(x) - target)))
+
+
+def fig_g4_lines(series, ys=(0.5,), dn4=np.nan, dn4_err=np.nan, title=None, ylabel="$g_4$"):
+    """g4(x, y, z_c, z_d) versus x along lines of one cut pair, one panel per y.
+
+    Parameters
+    ----------
+    series : list of dict
+        One per run (size), each with ``label``, ``x`` (Nx,), ``g4`` and ``err`` (Nx, Nx): the
+        run's rescaled ``Re g4`` and its error for this cut pair (``est.value["g4"][i]``), and
+        ``c``, ``d``: the pair's slices in that run.
+    ys : floats
+        Target y of each panel; each run uses its slice nearest to y.
+    dn4, dn4_err : float
+        QSSEP curve (dashed) at this dn^(4), drawn at the (y, z_c, z_d) of the last series
+        (the largest size, by convention); nan: no curve.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(ys), figsize=(5.2 * len(ys), 4.2), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    colors = [cmap(v) for v in np.linspace(0.1, 0.85, max(len(series), 1))]
+    grid = np.linspace(0.0, 1.0, 201)
+    for ax, y in zip(axes[0], ys):
+        last = None
+        for run, col in zip(series, colors):
+            x = np.asarray(run["x"], float)
+            c, d = int(run["c"]), int(run["d"])
+            b = _nearest(x, y)
+            keep = np.array([a not in (b, c, d) for a in range(len(x))]) & (b not in (c, d))
+            ax.errorbar(x[keep], np.asarray(run["g4"])[keep, b], yerr=np.asarray(run["err"])[keep, b],
+                        color=col, marker="o", ms=3.5, lw=1.2, capsize=2,
+                        label=f"{run['label']} ($y$={x[b]:.2f}, $z$=({x[c]:.2f}, {x[d]:.2f}))")
+            last = (x[b], x[c], x[d])
+        if last is not None and np.isfinite(dn4):
+            pts = np.stack(np.broadcast_arrays(grid, *last), axis=-1)
+            lab = rf"QSSEP, $\Delta n^{{(4)}} = {dn4:.3g}$"
+            lab += f" ± {dn4_err:.2g}" if np.isfinite(dn4_err) else ""
+            ax.plot(grid, qssep.g(4, pts, float(dn4)), color="k", ls="--", lw=1.0, label=lab)
+        ax.axhline(0, color="0.7", lw=0.5)
+        ax.set_xlabel("$x$")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"$y \\approx {y:g}$", fontsize=10)
+        ax.legend(fontsize=6.5)
+    fig.suptitle(title or "fourth cumulant along lines of a cut pair (coinciding slices omitted)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig_crossing_map(x, g4, g4_cross, c, d, dn4=np.nan, title=None):
+    """Maps over (a, b) of Re g4, of the crossing term and of their ratio, for one cut pair.
+
+    Parameters
+    ----------
+    x : (Nx,)
+    g4, g4_cross : (Nx, Nx)
+        Rescaled ``Re C4`` and ``Re C4_cross`` of the pair (the crossing moment product, which
+        C4 contains with weight -1).
+    c, d : int
+        The pair's slices (marked by dotted lines).
+    dn4 : float
+        If finite, QSSEP's g4 at this dn is drawn as dashed contours on the g4 map.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    plt = _plt()
+    x = np.asarray(x, float)
+    g4, g4_cross = np.asarray(g4, float), np.asarray(g4_cross, float)
+    nx = len(x)
+    h = 0.5 / nx
+    ext = [x[0] - h, x[-1] + h, x[-1] + h, x[0] - h]
+    vmax = float(np.nanmax(np.abs(np.concatenate([g4.ravel(), g4_cross.ravel()])))) or 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for ax, arr, name in ((axes[0], g4, "$g_4$ (all 15 partitions)"),
+                          (axes[1], g4_cross, "crossing term {13}{24} (enters $g_4$ with $-1$)")):
+        im = ax.imshow(arr, extent=ext, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
+        fig.colorbar(im, ax=ax, shrink=0.85)
+        ax.set_title(name, fontsize=10)
+    if np.isfinite(dn4):
+        axes[0].contour(x, x, qssep.g(4, np.stack(np.broadcast_arrays(
+            x[:, None], x[None, :], x[c], x[d]), axis=-1), float(dn4)),
+            levels=7, colors="k", linestyles="dashed", linewidths=0.6)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(distinct_mask(nx, c, d), g4_cross / np.abs(g4), np.nan)
+    finite = np.abs(ratio[np.isfinite(ratio)])
+    lim = max(float(np.percentile(finite, 90)), 1e-3) if finite.size else 1.0
+    im = axes[2].imshow(ratio, extent=ext, cmap="PuOr", vmin=-lim, vmax=lim, interpolation="nearest")
+    fig.colorbar(im, ax=axes[2], shrink=0.85, extend="both")
+    axes[2].set_title("crossing / |g4| (a, b, c, d distinct; colors clipped)", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("$y$ (slice b)")
+        ax.set_ylabel("$x$ (slice a)")
+        for z in (x[c], x[d]):
+            ax.axhline(z, color="k", lw=0.5, ls=":")
+            ax.axvline(z, color="k", lw=0.5, ls=":")
+    fig.suptitle(title or f"fourth order at the cut pair $z = ({x[c]:.2f}, {x[d]:.2f})$", fontsize=10)
+    fig.tight_layout()
+    return fig

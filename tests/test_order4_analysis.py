@@ -1,0 +1,156 @@
+"""QSSEP at fourth order, the dn^(4) fit, the rescaling and the figure functions (analysis.order4)."""
+import itertools
+
+import numpy as np
+import pytest
+
+from analysis import qssep
+from analysis.estimators import jackknife
+from analysis.order4 import (distinct_mask, fig_crossing_map, fig_g4_lines, fit_dn4, g4_shape_on_pair,
+                             jk_fit_dn4, order4_estimates)
+from anderson_mpi.order4 import order4_field_shapes
+
+
+def eq5(n, x, dn):
+    """SPEC eq. (5), written out independently."""
+    if n == 1:
+        return dn * x[..., 0]
+    if n == 2:
+        a, b = x[..., 0], x[..., 1]
+        return dn**2 * (np.minimum(a, b) - a * b)
+    a, b, c = x[..., 0], x[..., 1], x[..., 2]
+    return dn**3 * (np.minimum(a, np.minimum(b, c)) - a * np.minimum(b, c)
+                    - b * np.minimum(c, a) - c * np.minimum(a, b) + 2 * a * b * c)
+
+
+def set_partitions(items):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in set_partitions(rest):
+        yield [[first]] + part
+        for k in range(len(part)):
+            yield part[:k] + [[first] + part[k]] + part[k + 1:]
+
+
+def crossing(part):
+    for p, q in itertools.combinations(part, 2):
+        for i, k in itertools.combinations(sorted(p), 2):
+            if any(i < j < k for j in q) and any(j < i or j > k for j in q):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("dn", [1.0, -0.77, 1.43])
+def test_eq6_at_n4(dn):
+    """sum over NC(4) of prod g_|B|(x_B) = dn^4 min(x): g1..g3 from eq. (5), g4 from qssep.g.
+    NC(4) is enumerated here: the 15 set partitions minus the one crossing, {13}{24}."""
+    nc4 = [p for p in set_partitions([0, 1, 2, 3]) if not crossing(p)]
+    assert len(nc4) == 14
+    assert [sorted(map(sorted, p)) for p in set_partitions([0, 1, 2, 3]) if crossing(p)] == [[[0, 2], [1, 3]]]
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.random((300, 4)), rng.integers(0, 5, (100, 4)) / 4])  # with ties
+    total = np.zeros(len(x))
+    for part in nc4:
+        term = np.ones(len(x))
+        for block in part:
+            xb = x[:, sorted(block)]
+            term = term * (qssep.g(4, xb, dn) if len(block) == 4 else eq5(len(block), xb, dn))
+        total += term
+    np.testing.assert_allclose(total, dn**4 * x.min(axis=1), rtol=0, atol=1e-13 * max(1, dn**4))
+    # ... while the classical sum over all 15 partitions would not hold (g4 is a free cumulant)
+    g2 = lambda i, j: eq5(2, x[:, [i, j]], dn)  # noqa: E731
+    assert np.abs(g2(0, 2) * g2(1, 3)).max() > 1e-3 * dn**4
+
+
+def simplex_rule(n):
+    """Points and weights on 0 < t1 < ... < tn < 1 (collapsed coordinates t_i = u_i ... u_n,
+    Jacobian prod u_i^(i-1)) with Gauss-Legendre in each u: exact for polynomials of degree <= n
+    in t, which map to degree <= n + n - 1 per u (4 points per direction suffice for n = 4)."""
+    q = n + 1
+    u, w = np.polynomial.legendre.leggauss(q)
+    u, w = (u + 1) / 2, w / 2
+    U = np.array(list(itertools.product(u, repeat=n)))
+    W = np.prod(np.array(list(itertools.product(w, repeat=n))), axis=1)
+    t = np.cumprod(U[:, ::-1], axis=1)[:, ::-1]
+    return t, W * np.prod(U ** np.arange(n), axis=1)
+
+
+def integral_unit_cube(func, n):
+    """Integral over [0, 1]^n of a function that is a polynomial of degree <= n on each of the
+    n! order simplices (true of every g_n: products of minima): exact up to rounding."""
+    t, w = simplex_rule(n)
+    total = 0.0
+    for perm in itertools.permutations(range(n)):
+        x = np.empty_like(t)
+        x[:, list(perm)] = t
+        total += w @ func(x)
+    return total
+
+
+@pytest.mark.parametrize("dn", [1.0, 1.3, -0.77])
+def test_integral_of_g4(dn):
+    """int_[0,1]^4 g4 = -dn^4 / 720 (SPEC 3b). g4 is a polynomial of degree <= 4 on each of the
+    24 simplices x_s1 < ... < x_s4 (every term is a product of minima of its blocks), and the
+    rule is exact there, so the quadrature error is rounding: tolerance 1e-13 relative."""
+    assert integral_unit_cube(lambda x: np.ones(len(x)), 4) == pytest.approx(1.0, rel=1e-14)
+    assert integral_unit_cube(lambda x: eq5(2, x[:, :2], dn), 4) == pytest.approx(dn**2 / 12, rel=1e-13)
+    assert abs(integral_unit_cube(lambda x: eq5(3, x[:, :3], dn), 4)) < 1e-15
+    value = integral_unit_cube(lambda x: qssep.g(4, x, dn), 4)
+    assert value == pytest.approx(-dn**4 / 720, rel=1e-13)
+
+
+def test_fit_dn4_recovers_a_planted_value():
+    nx = 12
+    x = (np.arange(nx) + 0.5) / nx
+    pairs = np.array([[2, 8], [9, 3]])
+    rng = np.random.default_rng(8)
+    for dn in (1.6, -0.9):
+        g4 = np.stack([dn**4 * g4_shape_on_pair(x, c, d) for c, d in pairs])
+        g4 = g4 + 1e-4 * rng.normal(size=g4.shape)
+        for i, (c, d) in enumerate(pairs):  # garbage where indices coincide: must not enter
+            g4[i][~distinct_mask(nx, c, d)] = 1e3
+        fit = fit_dn4(x, g4, pairs)
+        assert fit["dn4"] == pytest.approx(abs(dn), rel=1e-2)  # dn^4 > 0: the sign is not seen
+        assert fit["dn4_pow4"] == pytest.approx(dn**4, rel=1e-2)
+        assert fit["n_points"] == 2 * (nx - 2) * (nx - 3) and fit["rel_residual"] < 0.05
+    # a negative amplitude gives a negative dn4 (t = dn4^4 with its sign kept)
+    neg = fit_dn4(x, -np.stack([g4_shape_on_pair(x, c, d) for c, d in pairs]), pairs)
+    assert neg["dn4"] == pytest.approx(-1.0) and neg["dn4_pow4"] == pytest.approx(-1.0)
+    assert np.isnan(fit_dn4(x, np.zeros((1, nx, nx)), [[4, 4]])["dn4"])  # c = d: no point
+
+
+def test_jackknifed_fit_and_rescaling(rng):
+    nx, n_orb, n_pairs = 6, 3, 1
+    x = (np.arange(nx) + 0.5) / nx
+    pairs = np.array([[1, 4]])
+    truth = 1.2**4 * g4_shape_on_pair(x, 1, 4)[None]
+    blocks = truth[None] + 1e-3 * rng.normal(size=(20,) + truth.shape)
+    est = jackknife(blocks * 5, [5] * 20, lambda m: {"g4": m})
+    fit = jk_fit_dn4(est, x, pairs)
+    assert 0 < fit.error["dn4"] < 0.01 and abs(fit.value["dn4"] - 1.2) < 5 * fit.error["dn4"]
+    # g4 = N^3 C4 (cube), Nx^-3 C4 (quasi-1d), on arbitrary block sums of the right shapes
+    shapes = dict(order4_field_shapes(nx, n_orb, n_pairs), mean_k=((nx, nx, n_orb), complex))
+    sums = {k: rng.normal(size=(4,) + s) + 1j * rng.normal(size=(4,) + s) for k, (s, _) in shapes.items()}
+    sums["c4_n_pairs"] = np.full(4, 3.0)
+    for geometry, factor in (("cube", nx**3), ("quasi1d", nx**-3.0)):
+        e = order4_estimates(sums, [4] * 4, 4, np.array([1, 2, 1]), pairs, geometry, nx)
+        for g, c in (("g4", "C4"), ("g4_cross", "C4_cross"), ("g4_free", "C4_free"), ("g4_imag", "C4_imag")):
+            assert np.allclose(e.value[g], factor * e.value[c])
+
+
+def test_figures(tmp_path):
+    nx = 10
+    x = (np.arange(nx) + 0.5) / nx
+    c, d = 2, 7
+    g4 = 1.5**4 * g4_shape_on_pair(x, c, d)
+    series = [dict(label=f"N = {n}", x=x, g4=g4 * s, err=0.01 * np.ones((nx, nx)), c=c, d=d)
+              for n, s in ((8, 0.9), (10, 1.0))]
+    fig = fig_g4_lines(series, ys=(0.45, 0.85), dn4=1.5, dn4_err=0.05)
+    assert len(fig.axes) == 2 and all(ax.get_lines() for ax in fig.axes)
+    fig.savefig(tmp_path / "g4_lines.png")
+    fig = fig_crossing_map(x, g4, 0.1 * g4, c, d, dn4=1.5)
+    assert len(fig.axes) == 6  # three maps and their color bars
+    fig.savefig(tmp_path / "crossing.png")
+    assert (tmp_path / "g4_lines.png").stat().st_size > 0 and (tmp_path / "crossing.png").stat().st_size > 0
