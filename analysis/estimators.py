@@ -385,7 +385,9 @@ def run_estimates(data):
     """All estimators of one run (`analysis.io.RunData`) as one `Replicated` dict.
 
     Adds the rescaled ``g1``, ``g2``, ``g3`` (real part), ``g3_imag`` and the magnitudes
-    ``map1_abs``, ``map2_abs`` to the keys of `cumulants`.
+    ``map1_abs``, ``map2_abs`` to the keys of `cumulants`; with fourth-order cut pairs also the
+    keys of `cumulants4` and ``g4``, ``g4_imag``, ``g4_cross``, ``g4_free`` (rescaled as
+    `rescale_power` at order 4).
     """
     geometry, nx = data.geometry, data.Nx
 
@@ -397,6 +399,12 @@ def run_estimates(data):
         est["g3_imag"] = est["C3_imag"] * rescale_power(geometry, nx, 3)
         est["map1_abs"] = np.abs(est["map1"])
         est["map2_abs"] = np.abs(est["map2"])
+        pairs = getattr(data, "pair_slices", np.zeros((0, 2)))
+        if len(pairs):  # fourth order on the job's cut pairs
+            est.update(cumulants4(M, data.n_perp, data.orbit_size, pairs))
+            scale = rescale_power(geometry, nx, 4)
+            for key in ("C4", "C4_imag", "C4_cross", "C4_free"):
+                est["g4" + key[2:]] = est[key] * scale
         return est
 
     return jackknife(data.blocks, data.n_per_block, func, key=str(data.path))

@@ -90,6 +90,7 @@ class RunData(RunFields):
     totals_valid: bool
     blocks: dict = field(default_factory=dict)  # field -> DoneBlocks
     job_toml: str = ""  # the job file the run was made from, verbatim
+    pair_slices: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # order 4
     _file: object = None
 
 
@@ -153,7 +154,8 @@ def open_run(path):
             n_blocks=int(len(n_all)), done=done, n_per_block=n_all[done],
             samples_planned=int(f.attrs.get("samples", n_all.sum())),
             totals_valid=bool(f["totals/valid"][()] == 1),
-            job_toml=str(f.attrs.get("job_toml", "")), _file=f)
+            job_toml=str(f.attrs.get("job_toml", "")),
+            pair_slices=np.asarray(layout["pair_slices"][...], np.int64).reshape(-1, 2), _file=f)
         data.blocks = {name: DoneBlocks(blocks[name], done) for name in fields}
     except schema.SchemaError as err:
         f.close()

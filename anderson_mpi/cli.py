@@ -138,7 +138,7 @@ def _prepare_outputs(runs, resume, overwrite, job_text):
             if resume and Path(run.path).exists():
                 continue  # a resumed file already has its full size on disk
             directory = Path(run.path).parent
-            layout = make_layout(run.Nx, run.Ny, run.Nz, run.hopping, run.cuts, run.m3_split)
+            layout = make_layout(run.Nx, run.Ny, run.Nz, run.hopping, run.cuts, run.m3_split, run.cuts4)
             entry = needed.setdefault(os.stat(directory).st_dev, [directory, 0, 0])
             entry[1] += file_bytes(layout, run.n_blocks, job_text)
             entry[2] += 1

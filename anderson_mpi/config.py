@@ -14,6 +14,7 @@ A job file is flat TOML; every key is optional except `geometry`, `sizes` and `W
     e_plus = 0.2                  # energy of the right incomers
     e_minus = -0.2                # energy of the left incomers
     cuts = [0.23, 0.5]            # third order: fixed slice fractions z in [0, 1]
+    cuts4 = [[0.25, 0.75]]        # fourth order: fixed slice pairs (c, d) by fraction (default none)
     solver = "transfer"           # "transfer" or "petsc"
     petsc_group_size = 1          # ranks per sample with solver = "petsc"
     m3_split = false              # also the coinciding-slice part of m3 (about one recursion more)
@@ -57,6 +58,7 @@ DEFAULTS = {
     "e_plus": 0.2,
     "e_minus": -0.2,
     "cuts": [0.23, 0.5],
+    "cuts4": [],
     "m3_split": False,
     "solver": "transfer",
     "petsc_group_size": 1,
@@ -86,6 +88,7 @@ class Run:
     e_plus: float
     e_minus: float
     cuts: tuple
+    cuts4: tuple
     m3_split: bool
     solver: str
     petsc_group_size: int
@@ -118,6 +121,7 @@ class Run:
         for key in ("job", "path", "unitarity_tol", "petsc_group_size"):
             d.pop(key)
         d["hopping"], d["cuts"] = list(d["hopping"]), list(d["cuts"])
+        d["cuts4"] = [list(pair) for pair in d["cuts4"]]
         return d
 
     def to_json(self):
@@ -232,7 +236,7 @@ def _sampling(cfg):
 
 
 def _physics(cfg):
-    """W list, hopping, energies, cuts, m3_split, solver and tolerance."""
+    """W list, hopping, energies, cuts, cuts4, m3_split, solver and tolerance."""
     W = _num_list(cfg, "W", "a non-empty list of finite numbers")
     if not W:
         raise PlanError(f"W: expected a non-empty list of finite numbers, got {cfg['W']!r}")
@@ -247,6 +251,13 @@ def _physics(cfg):
     for z in cuts:
         if not 0 <= z <= 1:
             raise PlanError(f"cuts: every cut must lie in [0, 1], got {z}")
+    cuts4 = cfg["cuts4"]
+    if not isinstance(cuts4, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(_is_num(z) for z in p) for p in cuts4):
+        raise PlanError(f"cuts4: expected a list of [zc, zd] pairs of numbers in [0, 1], got {cuts4!r}")
+    for pair in cuts4:
+        if not all(0 <= z <= 1 for z in pair):
+            raise PlanError(f"cuts4: every fraction must lie in [0, 1], got {pair}")
     if not isinstance(cfg["m3_split"], bool):
         raise PlanError(f"m3_split: expected true or false, got {cfg['m3_split']!r}")
     if cfg["solver"] not in ("transfer", "petsc"):
@@ -260,7 +271,8 @@ def _physics(cfg):
     if tol <= 0:
         raise PlanError(f"unitarity_tol: must be > 0, got {tol}")
     return {"W": W, "hopping": tuple(float(t) for t in hopping), "e_plus": _num(cfg, "e_plus"),
-            "e_minus": _num(cfg, "e_minus"), "cuts": tuple(cuts), "m3_split": cfg["m3_split"],
+            "e_minus": _num(cfg, "e_minus"), "cuts": tuple(cuts),
+            "cuts4": tuple(tuple(float(z) for z in pair) for pair in cuts4), "m3_split": cfg["m3_split"],
             "solver": cfg["solver"], "unitarity_tol": tol}
 
 

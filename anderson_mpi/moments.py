@@ -28,7 +28,8 @@ from scipy.linalg import blas
 
 from .system import transverse_fft, transverse_ifft
 
-__all__ = ["Layout", "make_layout", "layout_for", "k_orbits", "cut_slices", "sample_observables"]
+__all__ = ["Layout", "make_layout", "layout_for", "k_orbits", "cut_slices", "cut_pair_slices",
+           "BlockState", "sample_observables"]
 
 # Bound on the temporary arrays of the k-batched products (bytes).
 _CHUNK_BYTES = 64 * 2**20
@@ -63,6 +64,13 @@ def cut_slices(Nx, cuts):
     return np.clip(np.floor(cuts * Nx).astype(np.int64), 0, Nx - 1)
 
 
+def cut_pair_slices(Nx, cuts4):
+    """``(n_pairs, 2)`` slice indices ``(c, d)`` of the fourth-order cut pairs (same rule as
+    `cut_slices` for each fraction)."""
+    cuts = np.asarray(cuts4, dtype=float).reshape(-1, 2)
+    return cut_slices(Nx, cuts.reshape(-1)).reshape(-1, 2)
+
+
 @dataclass(frozen=True, eq=False)
 class Layout:
     """What the observables of a run need besides the sample: sizes, k orbits, cut slices.
@@ -76,6 +84,8 @@ class Layout:
         The fixed slice c of each third-order cut (indices, from the run's cut fractions).
     m3_split : bool
         Also compute the coinciding-slice part of m3 (fields ``diag_*``).
+    pair_slices : ndarray (n_pairs, 2), int
+        The fixed slices (c, d) of each fourth-order cut pair (fields ``c4_*``; none by default).
     """
 
     Nx: int
@@ -85,6 +95,7 @@ class Layout:
     orbit_size: np.ndarray
     cut_slices: np.ndarray
     m3_split: bool = False
+    pair_slices: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     orbit_matrix: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -105,15 +116,29 @@ class Layout:
     def n_cuts(self):
         return len(self.cut_slices)
 
+    @property
+    def n_pairs(self):
+        return len(self.pair_slices)
 
-def make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=False):
+
+def make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=False, cuts4=()):
     orbit_index, orbit_size = k_orbits(Ny, Nz, hopping)
-    return Layout(Nx, Ny, Nz, orbit_index, orbit_size, cut_slices(Nx, cuts), bool(m3_split))
+    return Layout(Nx, Ny, Nz, orbit_index, orbit_size, cut_slices(Nx, cuts), bool(m3_split),
+                  cut_pair_slices(Nx, cuts4))
 
 
-def layout_for(setup, cuts, m3_split=False):
+def layout_for(setup, cuts, m3_split=False, cuts4=()):
     """The `Layout` of a `anderson_mpi.system.ScatteringSetup` (built once per run)."""
-    return make_layout(*setup.shape, setup.hopping, cuts, m3_split)
+    return make_layout(*setup.shape, setup.hopping, cuts, m3_split, cuts4)
+
+
+class BlockState:
+    """What consecutive samples of one seed block share: the fourth-order crossing terms pair
+    each sample with the previous one of its block (`anderson_mpi.order4`). A fresh state per
+    block makes the sums depend only on the block's own samples, in their fixed order."""
+
+    def __init__(self):
+        self.carry = None
 
 
 # --- building blocks ------------------------------------------------------------------------
@@ -284,15 +309,17 @@ def _diagonal_blocks(phi_k, s, layout):
     return {"diag_tr_g3": tr_cube, "diag_kdiag_aa_ac": kdiag}, g_lower
 
 
-def _g2_step(phi_k, k_total, s, layout):
+def _g2_step(phi_k, k_total, s, layout, overwrite=True):
     """``g2_kdiag`` (orbit sums of (U^+ (G^2)_ac U)_kk) and the factors of (G^2)~_ac.
 
     (G^2)_ac = Phi_a (S K S) Phi_c^+; with S K S = F F^+, F = S R^+ (K = R^+ R), the
     k-diagonal is a Gram of Phi~ F, and Phi~ F costs half a product by ztrmm, which overwrites
-    ``phi_k`` in place: this step consumes ``phi_k``. Returns ``(g2_kdiag, left, right)`` with
+    ``phi_k`` in place (``overwrite``; else a copy). Returns ``(g2_kdiag, left, right)`` with
     (G^2)~_ac = left_a right_c^+.
     """
     nx, n_perp, width = phi_k.shape
+    if not overwrite:
+        phi_k = phi_k.copy()
     try:
         chol = scipy.linalg.cholesky(k_total, lower=False, check_finite=False)
         # (Phi~ S R^+)^T = conj(R) S Phi~^T: a left triangular product on the Fortran view
@@ -324,13 +351,16 @@ def transport_observables(transmission):
     return {"g": g, "g_sq": g * g, "fano_num": g - float(np.sum(np.abs(tt) ** 2))}
 
 
-def sample_observables(modes, layout):
+def sample_observables(modes, layout, block=None):
     """All per-sample observables of one disorder sample.
 
     Parameters
     ----------
     modes : anderson_mpi.system.ModeMatrices
     layout : Layout
+    block : BlockState, optional
+        The state of the sample's seed block (needed with fourth-order cut pairs: the crossing
+        terms pair the sample with the previous one of its block). None: a block of its own.
 
     Returns
     -------
@@ -344,12 +374,20 @@ def sample_observables(modes, layout):
     phi_k = _transverse_fft(phi, layout)
     obs["mean_k"] = _kdiag_orbit_sums(phi_k, phi_k, layout, s)
     obs.update(_cut_observables(phi, phi_k, s, layout))
+    if layout.n_pairs:
+        from .order4 import order4_observables
+        block = block if block is not None else BlockState()
+        fourth, block.carry = order4_observables(None, phi_k, s, layout.pair_slices,
+                                                 layout.orbit_index, layout.n_orbits,
+                                                 previous=block.carry)
+        obs.update(fourth)
     g_aa = None
     if layout.m3_split:
         diag, g_aa = _diagonal_blocks(phi_k, s, layout)
         obs.update(diag)
-    obs["g2_kdiag"], left, right = _g2_step(phi_k, k_total, s, layout)
-    del phi_k  # overwritten by _g2_step
+    # the carry keeps this phi_k for the next sample: then the last step works on a copy
+    obs["g2_kdiag"], left, right = _g2_step(phi_k, k_total, s, layout, overwrite=not layout.n_pairs)
+    del phi_k
     if g_aa is not None:
         obs["diag_tr_g_g2"] = _trace_g_g2_diagonal(g_aa, left, right)
     del left, right, g_aa

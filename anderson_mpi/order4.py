@@ -404,8 +404,8 @@ def bench_order4(sizes=(8, 12, 16), cuts4=((0.25, 0.75),), W=6.0, repeats=3, log
     """
     from threadpoolctl import threadpool_limits
 
-    from .gneq import mode_matrices
-    from .model import DEFAULT_HOPPING, transverse_fft
+    from .transfer import mode_matrices
+    from .system import DEFAULT_HOPPING, transverse_fft
     from .moments import k_orbits
 
     rows = []

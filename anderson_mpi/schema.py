@@ -14,6 +14,8 @@ Layout (schema 2)::
     /layout/orbit_size        (n_orb,)   i8  momenta per orbit
     /layout/cut_slices        (n_cut,)   i8  slice index c of each third-order cut
     /layout/cut_fractions     (n_cut,)   f8  the job's cut fractions z
+    /layout/pair_slices       (n_pair, 2) i8 slices (c, d) of each fourth-order cut pair
+    /layout/pair_fractions    (n_pair, 2) f8 the job's cut-pair fractions
     /layout/n_open            (2,)       i8  open channels at E+ and E-
     /blocks/<field>           (n_blocks, ...)  per-block sums of each per-sample observable
     /blocks/n_samples         (n_blocks,) i8  samples in the block
@@ -82,6 +84,11 @@ def block_fields(layout):
         "cut_kdiag_ab_bc": Field((nc, nx, nx, no), C16, "sum_{k in o} (U^+ G_ab G_bc U)_kk"),
         "cut_kdiag_bc_ca": Field((nc, nx, nx, no), C16, "sum_{k in o} (U^+ G_bc G_ca U)_kk"),
     }
+    n_pairs = getattr(layout, "n_pairs", 0)
+    if n_pairs:
+        from .order4 import order4_field_shapes
+        for name, (shape, dtype) in order4_field_shapes(nx, no, n_pairs).items():
+            fields[name] = Field(shape, dtype, ORDER4_MEANINGS[name])
     if layout.m3_split:
         fields.update({
             "diag_tr_g3": Field((nx,), F8, "Tr(G_aa^3)"),
@@ -94,6 +101,22 @@ def block_fields(layout):
         "fano_num": Field((), F8, "Tr[t t^+ (1 - t t^+)]"),
     })
     return fields
+
+
+# Fourth order on cut pairs (c, d) (`anderson_mpi.order4`): [pair, a, b(, o(, o'))].
+ORDER4_MEANINGS = {
+    "c4_tr4": "Tr(G_ab G_bc G_cd G_da)",
+    "c4_k2c": "sum_{k in o} (U^+ G_ab G_bc U)_kk",
+    "c4_k2d": "sum_{k in o} (U^+ G_ab G_bd U)_kk",
+    "c4_k123": "sum_{k in o} (U^+ G_ab G_bc G_cd U)_kk",
+    "c4_k234": "sum_{k in o} (U^+ G_bc G_cd G_da U)_kk",
+    "c4_k341": "sum_{k in o} (U^+ G_cd G_da G_ab U)_kk",
+    "c4_k412": "sum_{k in o} (U^+ G_da G_ab G_bc U)_kk",
+    "c4_p13": "sum_{k in o, k' in o'} G~_ab[k',k] G~_cd[k,k']",
+    "c4_p24": "sum_{k in o, k' in o'} G~_bc[k,k'] G~_da[k',k]",
+    "c4_cross": "Tr(G'_ab G_bc G'_cd G_da), G' the previous sample of the block (0 for the first)",
+    "c4_n_pairs": "1 if the sample has a previous one in its block (block sum: sample pairs)",
+}
 
 
 def block_records():
@@ -117,6 +140,8 @@ def layout_datasets(run, layout, n_open):
         "orbit_size": np.asarray(layout.orbit_size, I8),
         "cut_slices": np.asarray(layout.cut_slices, I8),
         "cut_fractions": np.asarray(run.cuts, F8),
+        "pair_slices": np.asarray(getattr(layout, "pair_slices", np.zeros((0, 2))), I8).reshape(-1, 2),
+        "pair_fractions": np.asarray(getattr(run, "cuts4", ()), F8).reshape(-1, 2),
         "n_open": np.asarray(n_open, I8),
     }
 
@@ -205,14 +230,17 @@ class _FileLayout:
     n_orbits: int
     n_cuts: int
     m3_split: bool
+    n_pairs: int
 
 
 def layout_of_file(f):
     """The layout facts `block_fields` needs, read from an open result file."""
     run = json.loads(f.attrs["run"])
-    return _FileLayout(Nx=len(f[LAYOUT]["x"]), n_orbits=len(f[LAYOUT]["orbit_size"]),
-                       n_cuts=len(np.asarray(f[LAYOUT]["cut_slices"]).reshape(-1)),
-                       m3_split=bool(run.get("m3_split", False)))
+    layout = f[LAYOUT]
+    return _FileLayout(Nx=len(layout["x"]), n_orbits=len(layout["orbit_size"]),
+                       n_cuts=len(np.asarray(layout["cut_slices"]).reshape(-1)),
+                       m3_split=bool(run.get("m3_split", False)),
+                       n_pairs=len(layout["pair_slices"]) if "pair_slices" in layout else 0)
 
 
 def fields_in_file(f, path):

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import faults
 from .config import run_key
-from .moments import layout_for, sample_observables
+from .moments import BlockState, layout_for, sample_observables
 from .parallel import OneLineError, blas_info, limit_blas_threads, worker_groups
 from .progress import ProgressLog, slurm_info
 from .scheduler import Coordinator, work_items
@@ -59,7 +59,7 @@ class RunContext:
 def make_context(run, group_comm=None, blas_threads=1):
     """The `RunContext` of ``run`` (``group_comm``: the ranks sharing one PETSc sample)."""
     setup = ScatteringSetup.build(run.shape, run.hopping, run.e_plus, run.e_minus)
-    layout = layout_for(setup, run.cuts, run.m3_split)
+    layout = layout_for(setup, run.cuts, run.m3_split, run.cuts4)
     if run.solver == "petsc":
         from . import petsc_solver
         petsc_solver._petsc()            # loads PETSc and with it the system BLAS ...
@@ -103,6 +103,7 @@ def compute_block(ctx, block, rank=0, between_samples=None):
     sums = {name: np.zeros(spec.shape, spec.dtype) for name, spec in ctx.fields.items()}
     worst = 0.0
     samples = run.block_samples(block)
+    state = BlockState()  # consecutive samples of this block only (fourth-order pairs)
     for s in samples:
         V = potential(run, s)
         if s in faults.planned("nan"):
@@ -119,7 +120,7 @@ def compute_block(ctx, block, rank=0, between_samples=None):
             if error > run.unitarity_tol:
                 raise SampleError(f"unitarity error {error:.3e} > unitarity_tol {run.unitarity_tol:g}")
             if ctx.observe:
-                obs = sample_observables(modes, ctx.layout)
+                obs = sample_observables(modes, ctx.layout, state)
                 bad = [name for name, value in obs.items() if not np.all(np.isfinite(value))]
                 if bad:
                     raise SampleError(f"non-finite observables {bad}")

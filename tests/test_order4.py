@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import anderson_mpi as am
-from anderson_mpi.model import transverse_fft
+from anderson_mpi.system import transverse_fft
 from anderson_mpi.moments import k_orbits
 from anderson_mpi.order4 import (Carry, order4_block_sums, order4_field_shapes, order4_observables,
                                  pair_slices)

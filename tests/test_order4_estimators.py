@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import anderson_mpi as am
-from anderson_mpi.model import transverse_fft
+from anderson_mpi.system import transverse_fft
 from anderson_mpi.moments import k_orbits
 from anderson_mpi.order4 import order4_block_sums, pair_slices
 from analysis.estimators import PARTITIONS4, Means, cumulants4, jackknife
