@@ -156,12 +156,14 @@ def execute_run(run, comm, job_text, resume, log, blas_threads=1, resume_flag=No
     pending = [b for b in range(run.n_blocks) if b not in done]
     progress.write("start", run=run.label, attempt=store.attempt, host=platform.node(),
                    ranks=comm.size, groups=n_groups, n_blocks=run.n_blocks, done=len(done),
+                   n_open=list(n_open),
                    pending=len(pending), resume=bool(resume),
                    resume_flag=bool(resume if resume_flag is None else resume_flag), solver=run.solver,
                    blas=blas_info(), slurm=slurm_info())
     log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, %d rank(s), %d group(s), "
-             "attempt %d", run.label, run.samples, run.n_blocks, run.block_size, len(done),
-             len(pending), comm.size, n_groups, store.attempt)
+             "attempt %d, open channels %d (E+) and %d (E-) of %d", run.label, run.samples,
+             run.n_blocks, run.block_size, len(done), len(pending), comm.size, n_groups,
+             store.attempt, n_open[0], n_open[1], ctx.setup.n_perp)
     start, computed = time.perf_counter(), 0
     n_done = sum(len(run.block_samples(b)) for b in done)
     blocks_done = len(done)
