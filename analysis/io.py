@@ -90,6 +90,9 @@ class RunData(RunFields):
     totals_valid: bool
     blocks: dict = field(default_factory=dict)  # field -> DoneBlocks
     job_toml: str = ""  # the job file the run was made from, verbatim
+    # open lead channels at E+ and E- (/layout/n_open): fewer than N_perp with evanescent
+    # channels; the estimators' transverse normalization N_perp^-n counts sites, not channels
+    n_open: tuple = ()
     _file: object = None
 
 
@@ -153,7 +156,8 @@ def open_run(path):
             n_blocks=int(len(n_all)), done=done, n_per_block=n_all[done],
             samples_planned=int(f.attrs.get("samples", n_all.sum())),
             totals_valid=bool(f["totals/valid"][()] == 1),
-            job_toml=str(f.attrs.get("job_toml", "")), _file=f)
+            job_toml=str(f.attrs.get("job_toml", "")),
+            n_open=tuple(int(n) for n in layout["n_open"][...]), _file=f)
         data.blocks = {name: DoneBlocks(blocks[name], done) for name in fields}
     except schema.SchemaError as err:
         f.close()

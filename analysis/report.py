@@ -45,6 +45,7 @@ class RunResult(RunFields):
     fit1: object
     fit2: object
     fit3: object
+    n_open: tuple = ()  # open channels at E+ and E-
 
 
     @property
@@ -109,7 +110,8 @@ def _analyze_run(data):
                      samples_planned=data.samples_planned, blocks_done=len(data.done),
                      n_blocks=data.n_blocks, complete=data.complete, x=data.x,
                      cut_slices=data.cut_slices, cut_fractions=data.cut_fractions, est=est,
-                     value=value, error=error, fit1=fit1, fit2=fit2, fit3=fit3)
+                     value=value, error=error, fit1=fit1, fit2=fit2, fit3=fit3,
+                     n_open=data.n_open)
 
 
 def _group_key(r):
@@ -175,7 +177,8 @@ def run_summary(r):
         out["N"] = r.Nx
     out.update({"Nx": r.Nx, "Ny": r.Ny, "Nz": r.Nz, "W": r.W, "samples": r.samples,
                 "samples_planned": r.samples_planned, "blocks": r.blocks_done,
-                "complete": r.complete})
+                "complete": r.complete, "hopping": list(r.run.get("hopping", ())),
+                "n_open": list(r.n_open)})
     out.update(_pair(r.fit1, "dn1"))
     out.update(_pair(r.fit1, "intercept"))
     out["dn1_chi2_dof"] = _num(r.fit1.full["chi2_dof"])
