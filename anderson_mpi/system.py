@@ -232,25 +232,28 @@ def _mode_label(index, Ny, Nz):
 def _lead_modes(Ny, Nz, energy, tx, ty, tz):
     eps = np.add.outer(_ring_band(Ny, ty), _ring_band(Nz, tz)).ravel()
     cos_kx = -(energy + eps) / (2 * tx)
-    where = (f"energy={energy:g} with hopping=(tx={tx:g}, ty={ty:g}, tz={tz:g}) and Ny={Ny}, "
-             f"Nz={Nz}")
-    distance = np.abs(np.abs(cos_kx) - 1.0)
-    at_edge = np.flatnonzero(distance < BAND_EDGE_TOL)
-    if at_edge.size:
+
+    def where():  # for the error messages only (formatting costs more than the checks)
+        return f"energy={energy:g} with hopping=(tx={tx:g}, ty={ty:g}, tz={tz:g}) and Ny={Ny}, Nz={Nz}"
+
+    abs_cos = np.abs(cos_kx)
+    distance = np.abs(abs_cos - 1.0)
+    if distance.min() < BAND_EDGE_TOL:
+        at_edge = np.flatnonzero(distance < BAND_EDGE_TOL)
         edge = int(at_edge[np.argmin(distance[at_edge])])
         # channel k's band is -eps_k - 2 tx < E < -eps_k + 2 tx
         edge_energy = round(-eps[edge] + 2 * tx * (-1.0 if cos_kx[edge] > 0 else 1.0), 12) + 0.0
         others = f" (and {at_edge.size - 1} more channel(s))" if at_edge.size > 1 else ""
         raise ValueError(
-            f"band edge: {where} puts {_mode_label(edge, Ny, Nz)}{others} at its band edge "
+            f"band edge: {where()} puts {_mode_label(edge, Ny, Nz)}{others} at its band edge "
             f"E = {edge_energy:.12g}, where |E + eps_k| = 2 tx and its velocity vanishes (no "
             f"unit-current normalization); move the energy more than "
             f"{2 * tx * BAND_EDGE_TOL:.1e} away from {edge_energy:.12g}")
-    is_open = np.abs(cos_kx) < 1.0
-    if not np.any(is_open):
-        nearest = int(np.argmin(np.abs(cos_kx)))
+    is_open = abs_cos < 1.0
+    if not is_open.any():
+        nearest = int(np.argmin(abs_cos))
         raise ValueError(
-            f"no open channel: {where} lies outside every channel's band (|E + eps_k| > 2 tx "
+            f"no open channel: {where()} lies outside every channel's band (|E + eps_k| > 2 tx "
             f"for all k); the nearest band, of {_mode_label(nearest, Ny, Nz)}, is "
             f"{-eps[nearest] - 2 * tx:.6g} < E < {-eps[nearest] + 2 * tx:.6g}")
     # kx, exp(i kx) and v on the full array (evanescent entries clipped, then dropped), so that
@@ -258,12 +261,12 @@ def _lead_modes(Ny, Nz, energy, tx, ty, tz):
     kx = np.arccos(np.clip(cos_kx, -1.0, 1.0))
     mu = np.exp(1j * kx)
     velocity = 2 * tx * np.sin(kx)
-    closed = ~is_open
-    if np.any(closed):
+    open_modes = np.flatnonzero(is_open)
+    if len(open_modes) < len(eps):
+        closed = ~is_open
         c = cos_kx[closed]
         # lambda_< = c - sign(c) sqrt(c^2 - 1), written without the cancellation for |c| >> 1
         mu[closed] = 1.0 / (c + np.sign(c) * np.sqrt(c * c - 1.0))
-    open_modes = np.flatnonzero(is_open)
     U = np.kron(_ring_waves(Ny), _ring_waves(Nz))
     return LeadModes(Ny=Ny, Nz=Nz, energy=energy, tx=tx, U=_frozen(U), eps=_frozen(eps),
                      mu=_frozen(mu), open_modes=_frozen(open_modes), kx=_frozen(kx[open_modes]),

@@ -96,12 +96,15 @@ def right_incoming(V, modes, t_perp):
     # zero on the evanescent ones (nothing comes in there), b has every row (an evanescent
     # outgoing part decays into the lead). Psi_{Nx-1} = X Psi_{Nx} fixes
     # b = (I - Xt M)^{-1} (Xt Lbar - I) a, Xt = U^+ X_{Nx-1} U.
+    # The open rows/columns: a slice (views, no copies) when every channel is open.
+    open_rows = slice(None) if n_open == n_perp else open_modes
     inv_sqrt_v = 1 / np.sqrt(modes.velocity)
     amp_in = np.zeros((n_perp, n_open))
     amp_in[open_modes, np.arange(n_open)] = inv_sqrt_v
     x_modes = transverse_ifft(transverse_fft(psi[Nx - 1], Ny, Nz, axis=0), Ny, Nz, axis=1)
-    lhs = np.eye(n_perp) - x_modes * mu
-    rhs = (x_modes[:, open_modes] * modes.phase.conj() - np.eye(n_perp)[:, open_modes]) * inv_sqrt_v
+    identity = np.eye(n_perp)
+    lhs = identity - x_modes * mu
+    rhs = (x_modes[:, open_rows] * modes.phase.conj() - identity[:, open_rows]) * inv_sqrt_v
     amp_out = np.linalg.solve(lhs, rhs)
     # conj(mu) = Lbar on the open rows; the evanescent rows of amp_in are zero
     psi_next = transverse_ifft(mu.conj()[:, None] * amp_in + mu[:, None] * amp_out, Ny, Nz)
@@ -117,8 +120,8 @@ def right_incoming(V, modes, t_perp):
         psi = psi[:, :, :n_open]
 
     sqrt_v = np.sqrt(modes.velocity)[:, None]
-    transmission = sqrt_v * transverse_fft(psi[0], Ny, Nz)[open_modes]
-    reflection = sqrt_v * amp_out[open_modes]
+    transmission = sqrt_v * transverse_fft(psi[0], Ny, Nz)[open_rows]
+    reflection = sqrt_v * amp_out[open_rows]
     return psi, transmission, reflection
 
 
