@@ -91,6 +91,9 @@ class RunData(RunFields):
     blocks: dict = field(default_factory=dict)  # field -> DoneBlocks
     job_toml: str = ""  # the job file the run was made from, verbatim
     pair_slices: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # order 4
+    # open lead channels at E+ and E- (/layout/n_open): fewer than N_perp with evanescent
+    # channels; the estimators' transverse normalization N_perp^-n counts sites, not channels
+    n_open: tuple = ()
     _file: object = None
 
 
@@ -155,7 +158,8 @@ def open_run(path):
             samples_planned=int(f.attrs.get("samples", n_all.sum())),
             totals_valid=bool(f["totals/valid"][()] == 1),
             job_toml=str(f.attrs.get("job_toml", "")),
-            pair_slices=np.asarray(layout["pair_slices"][...], np.int64).reshape(-1, 2), _file=f)
+            pair_slices=np.asarray(layout["pair_slices"][...], np.int64).reshape(-1, 2),
+            n_open=tuple(int(n) for n in layout["n_open"][...]), _file=f)
         data.blocks = {name: DoneBlocks(blocks[name], done) for name in fields}
     except schema.SchemaError as err:
         f.close()

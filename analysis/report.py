@@ -50,7 +50,8 @@ class RunResult(RunFields):
     error: dict
     window: Window
     fits: dict  # analysis.fits.run_fits
-    n_open: int
+    n_open: int  # open channels at E+ (those of the conductance)
+    n_open_both: tuple = ()  # open channels at E+ and E- (/layout/n_open)
 
     @property
     def fit1(self):
@@ -192,7 +193,8 @@ def _analyze_run(data, window):
                      n_blocks=data.n_blocks, complete=data.complete, x=data.x,
                      cut_slices=data.cut_slices, cut_fractions=data.cut_fractions, est=est,
                      value=est.value, error=est.error, window=window, fits=run_fits,
-                     n_open=n_open)
+                     n_open=int(data.n_open[0]) if data.n_open else n_open,
+                     n_open_both=tuple(data.n_open))
 
 
 def _group_key(r):
@@ -298,7 +300,8 @@ def run_summary(r):
         out["N"] = r.Nx
     out.update({"Nx": r.Nx, "Ny": r.Ny, "Nz": r.Nz, "W": r.W, "samples": r.samples,
                 "samples_planned": r.samples_planned, "blocks": r.blocks_done,
-                "complete": r.complete, "window": r.window.as_dict()})
+                "complete": r.complete, "window": r.window.as_dict(),
+                "hopping": list(r.run.get("hopping", ())), "n_open": list(r.n_open_both)})
     # headline fits (OLS over the window) with their secondary inverse-variance values
     out.update(_pair(f["dn1"], "dn1"))
     out.update(_pair(f["dn1"], "intercept"))

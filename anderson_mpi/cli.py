@@ -284,6 +284,9 @@ def cmd_info(args):
     print(f"{summary['path']}")
     print(f"  run        {run['geometry']} Nx={run['Nx']} Ny={run['Ny']} Nz={run['Nz']} W={run['W']:g} "
           f"hopping={tuple(run['hopping'])} E+={run['e_plus']:g} E-={run['e_minus']:g} cuts={tuple(run['cuts'])}")
+    n_plus, n_minus = summary["n_open"]
+    print(f"  channels   open at E+: {n_plus}, at E-: {n_minus} of N_perp = {run['Ny'] * run['Nz']}"
+          + ("" if n_plus == n_minus == run["Ny"] * run["Nz"] else " (the others evanescent)"))
     print(f"  progress   blocks {summary['blocks_done']}/{summary['n_blocks']}, samples "
           f"{summary['samples_done']}/{summary['samples']}, complete={summary['complete']}")
     print(f"  version    code {summary['code_version']}, schema {summary['schema_version']}, "

@@ -10,9 +10,10 @@ A job file is flat TOML; every key is optional except `geometry`, `sizes` and `W
     samples = 200                 # disorder samples per run
     block_size = 10               # samples per seed block (unit of work, checkpoint, jackknife)
     seed = 20240601               # base seed; sample s of a run uses SeedSequence([seed, key, s])
-    hopping = [1.0, 0.4, 0.4]     # (tx, ty, tz)
+    hopping = [1.0, 0.4, 0.4]     # (tx, ty, tz); any, e.g. the isotropic [1.0, 1.0, 1.0]
     e_plus = 0.2                  # energy of the right incomers
-    e_minus = -0.2                # energy of the left incomers
+    e_minus = -0.2                # energy of the left incomers (evanescent lead channels are
+                                  # fine; a channel at a band edge or no open channel is refused)
     cuts = [0.23, 0.5]            # third order: fixed slice fractions z in [0, 1]
     cuts4 = [[0.25, 0.75]]        # fourth order: fixed slice pairs (c, d) by fraction (default none)
     solver = "transfer"           # "transfer" or "petsc"
@@ -294,7 +295,8 @@ def analysis_options(table):
 
 
 def _check_leads(shapes, physics):
-    """Every transverse size must have propagating channels only, at both energies."""
+    """Every transverse size needs an open channel and no channel at a band edge, at both
+    energies (evanescent channels are fine). The line names the energy and the hopping."""
     from .system import ScatteringSetup
     for shape in dict.fromkeys(shapes):
         try:

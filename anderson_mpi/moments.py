@@ -1,6 +1,7 @@
 """Per-sample observables of SPEC section 3, from the mode matrices only.
 
-Gneq is never formed. With ``Phi_a`` the stacked mode matrix of slice ``a`` and ``S`` the
+Gneq is never formed. With ``Phi_a`` the stacked mode matrix of slice ``a`` (``n_open(E+) +
+n_open(E-)`` columns, fewer than ``2 N_perp`` when some channels are evanescent) and ``S`` the
 signature, ``G_ab = Phi_a S Phi_b^+``, ``K_a = Phi_a^+ Phi_a`` and ``Phi~_a = U^+ Phi_a``
 (transverse Fourier transform). Every quantity below is a per-sample value whose sum over
 samples (the block sums) is all the estimators need; the connected cumulants are formed
@@ -204,6 +205,14 @@ def _slice_grams_lower(phi):
     return lower
 
 
+def _n_leading_plus(s):
+    """Number of +1 entries of the signature, which must all come before its -1 entries."""
+    n_plus = int(np.count_nonzero(s > 0))
+    if not (np.all(s[:n_plus] == 1) and np.all(s[n_plus:] == -1)):
+        raise ValueError("signature must be +1 (right incomers) followed by -1 (left incomers)")
+    return n_plus
+
+
 def _hermitian_from_lower(lower):
     return lower + np.tril(lower, -1).conj().T
 
@@ -216,15 +225,18 @@ def _slice_gram_observables(phi, s):
     The Grams (twice Phi's size) are freed on return.
     """
     nx, n_perp, width = phi.shape
+    # The columns are the n_open(E+) right incomers (s = +1), then the left incomers (s = -1);
+    # n_open(E+) is N_perp only when every channel is open.
+    n_plus = _n_leading_plus(s)
     lower = _slice_grams_lower(phi)
     tr_g = np.einsum("amm->am", lower).real @ s  # Tr G_aa = Tr(S K_a)
     # Tr(G_ab G_ba) = Tr(S K_b S K_a) = sum_mn s_m s_n Re(K_a[m,n] conj K_b[m,n]), K Hermitian:
     # over the stored lower triangles the weight is 1 on the diagonal, 2 below it in the RR and
     # LL blocks, -2 in the LR block. As real Grams without a weighted copy of the triangles:
-    # 2 (all entries) - (diagonal) - 4 (LR block, a quarter-size copy).
+    # 2 (all entries) - (diagonal) - 4 (LR block: rows of left, columns of right incomers).
     as_real = lower.reshape(nx, -1).view(np.float64)
     diagonal = np.einsum("amm->am", lower).real.copy()  # a copy: a view would keep `lower` alive
-    cross = np.ascontiguousarray(lower[:, n_perp:, :n_perp]).reshape(nx, -1).view(np.float64)
+    cross = np.ascontiguousarray(lower[:, n_plus:, :n_plus]).reshape(nx, -1).view(np.float64)
     tr_gg = 2 * (as_real @ as_real.T) - diagonal @ diagonal.T - 4 * (cross @ cross.T)
     k_total = _hermitian_from_lower(lower.sum(axis=0))
     return {"tr_g": tr_g, "tr_gg": tr_gg}, k_total

@@ -9,32 +9,38 @@ Method
 Site ``(ix, iy, iz)`` has row ``(ix * Ny + iy) * Nz + iz``; every rank owns a contiguous block
 of whole slices. The distributed complex matrix (MPIAIJ) is
 
-    A = E - H - Sigma_L - Sigma_R,    Sigma = -tx U diag(exp(i kx)) U^+
+    A = E - H - Sigma_L - Sigma_R,    Sigma = -tx U diag(mu) U^+
 
 (``Sigma`` dense ``N_perp x N_perp`` on slice 0 for lead L and on slice ``Nx - 1`` for lead R,
-summed when ``Nx = 1``), factored once per energy by MUMPS (LU). The scattering states follow
-from the lead-surface columns of ``G^r = A^{-1}`` (Fisher-Lee).
+summed when ``Nx = 1``), factored once per energy by MUMPS (LU). ``mu`` is the outgoing factor
+per mode (SPEC 1b): ``exp(i kx)`` for an open channel, the decaying root ``lambda_<`` for an
+evanescent one, whose real ``Sigma_k = -tx lambda_<`` shifts the surface without broadening it
+(the clean limit checks the sign: a clean sample gives plane waves and t = 1 per open channel).
+The scattering states follow from the lead-surface columns of ``G^r = A^{-1}`` (Fisher-Lee).
 
 Fisher-Lee relation (derivation). Take a right incomer with incoming amplitudes ``a`` (one
-column per mode). In the right lead ``Psi_{Nx-1} = U (a + b)`` and
-``Psi_{Nx} = U (L* a + L b)``, ``L = diag(exp(i kx))``; the outgoing part is
-``U L b = U L U^+ (Psi_{Nx-1} - U a) = -(Sigma / tx) (Psi_{Nx-1} - U a)``. Inserting this into
+column per open mode, nonzero only on the open rows). In the right lead
+``Psi_{Nx-1} = U (a + b)`` and ``Psi_{Nx} = U (Lbar a + M b)``, ``M = diag(mu)``,
+``Lbar = diag(exp(-i kx))`` on the open rows; the outgoing part is
+``U M b = U M U^+ (Psi_{Nx-1} - U a) = -(Sigma / tx) (Psi_{Nx-1} - U a)``. Inserting this into
 Schroedinger's equation on slice ``Nx - 1``,
 ``(E - H_slice) Psi_{Nx-1} + tx Psi_{Nx-2} + tx Psi_{Nx} = 0``, gives
 
-    (A Psi)_{Nx-1} = tx U (L - L*) a = 2 i tx U diag(sin kx) a = i U diag(v) a,
+    (A Psi)_{Nx-1} = tx U (M - Lbar) a = 2 i tx U diag(sin kx) a = i U diag(v) a
 
-and ``(A Psi)_x = 0`` on every other slice (the left lead only carries outgoing waves, which
-``Sigma_L`` accounts for). With unit incoming current, ``a = diag(1/sqrt(v))``:
+(``a`` lives on the open rows, where ``M - Lbar = 2 i sin kx``), and ``(A Psi)_x = 0`` on every
+other slice (the left lead only carries outgoing and decaying waves, which ``Sigma_L`` accounts
+for). With unit incoming current, ``a = 1/sqrt(v)`` on the open rows:
 
-    psi_R = i G^r[:, slice Nx-1] U diag(sqrt(v)),   psi_L = i G^r[:, slice 0] U diag(sqrt(v)),
+    psi_R = i G^r[:, slice Nx-1] U_open diag(sqrt(v)),   psi_L = i G^r[:, slice 0] U_open diag(sqrt(v)),
 
-the second by the same argument at the left lead. So each lead needs ``N_perp`` right-hand
-sides ``B = i U diag(sqrt v)`` placed on its surface slice: one multi-RHS solve
+``U_open`` the columns of the open modes, the second by the same argument at the left lead. So
+each lead needs ``n_open`` right-hand sides ``B = i U_open diag(sqrt v)`` placed on its surface
+slice: one multi-RHS solve
 (``MatMatSolve``, ``B`` passed to MUMPS as a sparse right-hand side) against the
 factorization; both leads share it when their energies are equal. Transmission and reflection
-are read off the surface slices: for "R", ``t = diag(sqrt v) U^+ Psi_0`` and
-``r = diag(sqrt v) U^+ Psi_{Nx-1} - 1`` (the incoming wave removed); "L" mirrored. The
+are read off the surface slices on the open rows: for "R", ``t = diag(sqrt v) U_open^+ Psi_0``
+and ``r = diag(sqrt v) U_open^+ Psi_{Nx-1} - 1`` (the incoming wave removed); "L" mirrored. The
 relation is checked against the transfer matrix to ~1e-13 in ``tests/test_petsc.py``.
 
 Parallel conventions
@@ -43,7 +49,7 @@ Every function takes the communicator explicitly (``comm=None`` means ``MPI.COMM
 the edge only), is collective over it, and needs the same inputs on every rank of ``comm``
 (checked). The solution is gathered on every rank at the end (in-place ``Allgatherv``), so
 the observables code is shared with the transfer matrix; that copy of all ``psi``
-(``Nx N_perp^2`` complex numbers per lead) on every rank is what bounds the per-rank memory of
+(``Nx N_perp n_open`` complex numbers per lead) on every rank is what bounds the per-rank memory of
 the public functions. `local_surface_solve` is the distributed core without the gather.
 petsc4py is imported lazily (this module imports without it) and PETSc is initialised on
 ``COMM_SELF`` (see `_petsc`).
@@ -217,7 +223,7 @@ class _Factorization:
         self.n_local = (self.last - self.first) * n_perp
         self.n_global = Nx * n_perp
         self.modes = modes
-        sigma = -hopping[0] * modes.surface_ratio   # Sigma = -tx U diag(exp(i kx)) U^+
+        sigma = -hopping[0] * modes.surface_ratio   # Sigma = -tx U diag(mu) U^+
         rows = _local_rows(V, modes.energy, hopping, sigma, self.first, self.last)
         int_type = PETSc.IntType
         self.A = self.ksp = self.pc = self.F = None
@@ -354,8 +360,9 @@ class _Factorization:
 
 
 def _surface_rhs(modes):
-    """``i U diag(sqrt v)``: the Fisher-Lee right-hand side of unit-current incomers."""
-    return 1j * modes.U * np.sqrt(modes.velocity)
+    """``i U_open diag(sqrt v)``: the Fisher-Lee right-hand side of the unit-current incomers
+    (one column per open mode; nothing comes in through an evanescent one)."""
+    return 1j * modes.U[:, modes.open_modes] * np.sqrt(modes.velocity)
 
 
 def _allgather_slices_inplace(comm, full, bounds):
@@ -416,12 +423,12 @@ def local_surface_solve(V, requests, setup, comm=None, out=None):
     V : ndarray (Nx, Ny, Nz), float
     requests : list of (str, float)
         ``(lead, energy)`` pairs, energies among the setup's; the result's columns are the
-        ``N_perp`` incoming modes of each request, in order. Consecutive requests at the same
-        energy share one factorization and one multi-RHS solve.
+        ``n_open`` incoming (open) modes of each request at its energy, in order. Consecutive
+        requests at the same energy share one factorization and one multi-RHS solve.
     setup : anderson_mpi.system.ScatteringSetup
     comm : mpi4py communicator, optional
         Collective over ``comm``; ``None`` means ``MPI.COMM_WORLD``.
-    out : ndarray (last - first, N_perp, N_perp * len(requests)), complex, optional
+    out : ndarray (last - first, N_perp, sum of the requests' n_open), complex, optional
         Where to write this rank's slices (e.g. its rows of the full array to be gathered);
         C-contiguous. Allocated if not given.
 
@@ -435,14 +442,14 @@ def local_surface_solve(V, requests, setup, comm=None, out=None):
     n_perp = Ny * Nz
     bounds = slice_partition(Nx, comm.size)
     first, last = int(bounds[comm.rank]), int(bounds[comm.rank + 1])
-    shape = (last - first, n_perp, n_perp * len(requests))
+    shape = (last - first, n_perp, _n_columns(requests, setup))
     if out is None:
         out = np.empty(shape, dtype=complex)
     elif out.shape != shape or out.dtype != complex or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous complex array of shape {shape}")
     psi = out
     mumps_mb = []
-    i = 0
+    i = column = 0
     while i < len(requests):
         energy = requests[i][1]
         group = [requests[i][0]]
@@ -452,7 +459,9 @@ def local_surface_solve(V, requests, setup, comm=None, out=None):
         try:
             rhs = _surface_rhs(factor.modes)
             blocks = [(Nx - 1 if lead == "R" else 0, rhs) for lead in group]
-            factor.solve_surface(blocks, out=psi[:, :, i * n_perp:(i + len(group)) * n_perp])
+            width = len(group) * rhs.shape[1]
+            factor.solve_surface(blocks, out=psi[:, :, column:column + width])
+            column += width
             mumps_mb.append(factor.mumps_memory_mb())
         finally:
             # One factorization alive at a time: the E+ and E- factors never coexist.
@@ -461,12 +470,17 @@ def local_surface_solve(V, requests, setup, comm=None, out=None):
     return LocalSolution(psi=psi, first=first, last=last, bounds=bounds, mumps_mb=mumps_mb)
 
 
+def _n_columns(requests, setup):
+    """Columns of the solution of ``requests``: the open modes of each request's energy."""
+    return sum(setup.lead_at(energy).n_open for _, energy in requests)
+
+
 def _solve_and_gather(V, requests, setup, comm):
     """`local_surface_solve` written into the full array, then gathered in place on all ranks."""
     Nx, Ny, Nz = V.shape
     n_perp = Ny * Nz
     bounds = slice_partition(Nx, comm.size)
-    full = np.empty((Nx, n_perp, n_perp * len(requests)), dtype=complex)
+    full = np.empty((Nx, n_perp, _n_columns(requests, setup)), dtype=complex)
     local_surface_solve(V, requests, setup, comm,
                         out=full[bounds[comm.rank]:bounds[comm.rank + 1]])
     return _allgather_slices_inplace(comm, full, bounds)
@@ -476,9 +490,11 @@ def _amplitudes(psi, lead, modes):
     """Transmission and reflection of the gathered states ``psi`` incoming from ``lead``."""
     sqrt_v = np.sqrt(modes.velocity)[:, None]
     incoming, outgoing = (psi[-1], psi[0]) if lead == "R" else (psi[0], psi[-1])
-    transmission = sqrt_v * (modes.U.conj().T @ outgoing)
-    # incoming side: Psi = U (a + b) with a = diag(1/sqrt v), r = diag(sqrt v) b
-    reflection = sqrt_v * (modes.U.conj().T @ incoming) - np.eye(len(sqrt_v))
+    # the open rows of U^+ Psi: the evanescent parts carry nothing out
+    u_open_h = modes.U[:, modes.open_modes].conj().T
+    transmission = sqrt_v * (u_open_h @ outgoing)
+    # incoming side: Psi = U (a + b) with a = 1/sqrt(v) on the open rows, r = diag(sqrt v) b
+    reflection = sqrt_v * (u_open_h @ incoming) - np.eye(len(sqrt_v))
     return transmission, reflection
 
 
@@ -502,9 +518,9 @@ def solve_mode_matrices(V, setup, comm=None):
     comm = _world(comm)
     _check_same_everywhere(comm, V, V.shape, setup.e_plus, setup.e_minus, setup.hopping)
     phi = _solve_and_gather(V, [("R", setup.e_plus), ("L", setup.e_minus)], setup, comm)
-    n_perp = setup.n_perp
-    t_r, r_r = _amplitudes(phi[:, :, :n_perp], "R", setup.lead_plus)
-    t_l, r_l = _amplitudes(phi[:, :, n_perp:], "L", setup.lead_minus)
+    n_plus = setup.lead_plus.n_open
+    t_r, r_r = _amplitudes(phi[:, :, :n_plus], "R", setup.lead_plus)
+    t_l, r_l = _amplitudes(phi[:, :, n_plus:], "L", setup.lead_minus)
     return ModeMatrices(phi=phi, signature=setup.signature, transmission_right=t_r,
                         reflection_right=r_r,
                         unitarity_error=max(flux_error(t_r, r_r), flux_error(t_l, r_l)))
@@ -521,7 +537,8 @@ def petsc_scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING, comm=None)
     V : array_like (Nx, Ny, Nz), float
         On-site potential; the same on every rank of ``comm``.
     energy : float
-        Must lie where every lead channel propagates (``|E + eps_k| < 2 tx``).
+        Any energy with an open lead channel and none at a band edge (evanescent channels
+        are included in the self-energy).
     lead : {"L", "R"}
         The lead the states come in from.
     hopping : (tx, ty, tz)
@@ -531,14 +548,14 @@ def petsc_scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING, comm=None)
     Returns
     -------
     ScatteringStates
-        ``psi`` (Nx, N_perp, N_perp), unit incoming current, gathered on every rank of
-        ``comm``; ``transmission``, ``reflection`` as for the transfer matrix.
+        ``psi`` (Nx, N_perp, n_open), unit incoming current, gathered on every rank of
+        ``comm``; ``transmission``, ``reflection`` (n_open x n_open) as for the transfer matrix.
 
     Raises
     ------
     ValueError
-        Bad ``V``, ``hopping`` or ``lead``, evanescent channels, or inputs that differ
-        between the ranks of ``comm``.
+        Bad ``V``, ``hopping`` or ``lead``, a band edge or no open channel, or inputs that
+        differ between the ranks of ``comm``.
     numpy.linalg.LinAlgError
         If MUMPS fails (e.g. a singular matrix).
     """
@@ -567,12 +584,12 @@ def petsc_mode_matrices(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MIN
     Returns
     -------
     ModeMatrices
-        ``phi`` (Nx, N_perp, 2 N_perp) gathered on every rank of ``comm``.
+        ``phi`` (Nx, N_perp, n_open(E+) + n_open(E-)) gathered on every rank of ``comm``.
 
     Raises
     ------
     ValueError
-        Bad inputs, evanescent channels, or inputs differing between ranks.
+        Bad inputs, a band edge or no open channel, or inputs differing between ranks.
     numpy.linalg.LinAlgError
         If MUMPS fails.
     """

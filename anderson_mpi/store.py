@@ -98,7 +98,8 @@ class RunFile:
     resume : bool
         Open the existing file (its physics was checked by the caller) instead of creating one.
     n_open : (int, int)
-        Open channels at E+ and E- (stored in /layout).
+        Open channels at E+ and E- (stored in /layout/n_open), from the run's
+        `anderson_mpi.system.ScatteringSetup`; needed to create a file.
 
     Attributes
     ----------
@@ -116,7 +117,9 @@ class RunFile:
             schema.check_version(self.file, self.path)
             schema.fields_in_file(self.file, self.path)
         else:
-            self._create(run, layout, job_text, n_open or (layout.n_perp, layout.n_perp))
+            if n_open is None:  # never guess: with evanescent channels it is not N_perp
+                raise ValueError("RunFile: n_open (open channels at E+, E-) is needed to create a file")
+            self._create(run, layout, job_text, tuple(int(n) for n in n_open))
         attempts = self.file["attempts"]
         self.attempt = int(attempts[()]) + 1
         comm.Barrier()  # every rank has read the count before rank 0 raises it

@@ -203,11 +203,13 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
             ProgressLog(run.path, active=True, warn=log.warning).write(
                 "start", run=run.label, attempt=files[-1].attempt, host=platform.node(),
                 ranks=comm.size, groups=n_groups, n_blocks=run.n_blocks, done=len(done),
-                pending=len(pending[i]), resume=bool(resume), resume_flag=bool(resume_flag),
-                solver=run.solver, blas=blas_info(), slurm=slurm_info())
-        log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, attempt %d",
-                 run.label, run.samples, run.n_blocks, run.block_size, len(done), len(pending[i]),
-                 files[-1].attempt)
+                n_open=list(n_open), pending=len(pending[i]), resume=bool(resume),
+                resume_flag=bool(resume_flag), solver=run.solver, blas=blas_info(),
+                slurm=slurm_info())
+        log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, attempt %d, "
+                 "open channels %d (E+) and %d (E-) of %d", run.label, run.samples, run.n_blocks,
+                 run.block_size, len(done), len(pending[i]), files[-1].attempt, n_open[0],
+                 n_open[1], ctx.setup.n_perp)
 
     items = work_items(runs, pending) if comm.rank == 0 else []
     progress = None

@@ -19,9 +19,10 @@ from functools import cached_property
 import numpy as np
 import scipy.fft
 
-__all__ = ["DEFAULT_HOPPING", "E_PLUS", "E_MINUS", "check_hopping", "check_potential",
-           "transverse_hopping", "transverse_fft", "transverse_ifft", "LeadModes", "lead_modes",
-           "ScatteringSetup", "ScatteringStates", "ModeMatrices", "flux_error"]
+__all__ = ["DEFAULT_HOPPING", "E_PLUS", "E_MINUS", "BAND_EDGE_TOL", "check_hopping",
+           "check_potential", "transverse_hopping", "transverse_fft", "transverse_ifft",
+           "LeadModes", "lead_modes", "ScatteringSetup", "ScatteringStates", "ModeMatrices",
+           "flux_error"]
 
 DEFAULT_HOPPING = (1.0, 0.4, 0.4)
 E_PLUS = 0.2     # energy of the right incomers (SPEC eq. 7)
@@ -136,24 +137,41 @@ def _frozen(arr):
 
 # --- lead modes ----------------------------------------------------------------------------------
 
+# A channel with ||c_k| - 1| below this is at a band edge (zero velocity): refused (SPEC section 1).
+BAND_EDGE_TOL = 1e-9
+
+
 @dataclass(frozen=True, eq=False)
 class LeadModes:
-    """Propagating modes of a clean lead of cross-section ``Ny x Nz`` at one energy.
+    """Modes of a clean lead of cross-section ``Ny x Nz`` at one energy: open and evanescent.
+
+    Mode ``k`` (index ``n*Nz + m``, ``k = 2 pi (n/Ny, m/Nz)``) has
+    ``c_k = -(E + eps_k) / (2 tx)``; it propagates (is open) for ``|c_k| < 1`` and is evanescent
+    for ``|c_k| > 1`` (SPEC section 1). Every per-mode array runs over all ``N_perp`` modes in
+    this natural order (the order of the transverse FFT); the per-open-mode arrays run over
+    ``open_modes``, in increasing mode index. Column ``j`` of a scattering state, and row/column
+    ``j`` of t and r, is open mode ``open_modes[j]``. With every channel open this is the
+    identity, and everything is as before evanescent channels were supported.
 
     Attributes
     ----------
     Ny, Nz : int
     energy : float
     tx : float
-        Longitudinal hopping (the lead band is ``|E + eps_k| < 2 tx``).
+        Longitudinal hopping (mode k is open for ``|E + eps_k| < 2 tx``).
     U : ndarray (N_perp, N_perp), complex
         Transverse plane waves as columns, ``U[iy*Nz+iz, n*Nz+m] = exp(i k.r)/sqrt(N_perp)``.
     eps : ndarray (N_perp,)
         Transverse band energies ``eps_k`` (eigenvalues of ``T_perp``).
-    kx : ndarray (N_perp,)
-        Longitudinal momenta in (0, pi) with ``cos kx = -(E + eps_k) / (2 tx)``.
-    velocity : ndarray (N_perp,)
-        ``v_k = 2 tx sin kx`` (> 0).
+    mu : ndarray (N_perp,), complex
+        Outgoing factor per slice of every mode: ``exp(i kx)`` (open) or the decaying root
+        ``lambda_<`` of ``lambda + 1/lambda = 2 c_k`` (evanescent, real, ``|lambda_<| < 1``).
+    open_modes : ndarray (n_open,), int
+        Indices of the open modes.
+    kx : ndarray (n_open,)
+        Longitudinal momenta of the open modes, in (0, pi), ``cos kx = c_k``.
+    velocity : ndarray (n_open,)
+        ``v_k = 2 tx sin kx`` (> 0) of the open modes.
 
     Arrays are read-only: a `ScatteringSetup` shares one instance between all samples of a run.
     """
@@ -164,6 +182,8 @@ class LeadModes:
     tx: float
     U: np.ndarray
     eps: np.ndarray
+    mu: np.ndarray
+    open_modes: np.ndarray
     kx: np.ndarray
     velocity: np.ndarray
 
@@ -173,46 +193,93 @@ class LeadModes:
 
     @property
     def n_open(self):
-        """Propagating channels (every channel propagates in this version)."""
-        return self.n_perp
+        """Open (propagating) channels: the ones that carry current, t and r are n_open x n_open."""
+        return len(self.open_modes)
+
+    @property
+    def all_open(self):
+        return self.n_open == self.n_perp
+
+    @cached_property
+    def open(self):
+        """Boolean mask (N_perp,) of the open modes."""
+        mask = np.zeros(self.n_perp, dtype=bool)
+        mask[self.open_modes] = True
+        return _frozen(mask)
 
     @cached_property
     def phase(self):
-        """``exp(i kx)`` per mode: the outgoing-wave factor per slice."""
-        return _frozen(np.exp(1j * self.kx))
+        """``exp(i kx)`` of the open modes (n_open,): ``mu`` restricted to them."""
+        return _frozen(self.mu[self.open_modes])
 
     @cached_property
     def surface_ratio(self):
-        """``X_{-1} = U diag(exp(i kx)) U^+``: ``Psi_{-1} Psi_0^{-1}`` for outgoing waves only.
+        """``X_{-1} = U diag(mu) U^+``: ``Psi_{-1} Psi_0^{-1}`` of a wave that only goes out.
 
-        It starts the recursion (the left lead carries only outgoing waves) and is
+        In the left lead a right incomer is outgoing (left-moving) in the open modes and decays
+        to the left in the evanescent ones (SPEC section 1b). It starts the recursion and is
         ``-Sigma / tx`` for the lead self-energy of a direct solve. Built by FFTs (U is the
         transverse Fourier matrix).
         """
-        return _frozen(transverse_ifft(self.phase[:, None] * self.U.conj().T, self.Ny, self.Nz, axis=0))
+        return _frozen(transverse_ifft(self.mu[:, None] * self.U.conj().T, self.Ny, self.Nz, axis=0))
+
+
+def _mode_label(index, Ny, Nz):
+    n, m = divmod(int(index), Nz)
+    return f"mode {index} (k = 2 pi ({n}/{Ny}, {m}/{Nz}))"
 
 
 def _lead_modes(Ny, Nz, energy, tx, ty, tz):
     eps = np.add.outer(_ring_band(Ny, ty), _ring_band(Nz, tz)).ravel()
     cos_kx = -(energy + eps) / (2 * tx)
-    worst = np.max(np.abs(cos_kx))
-    if worst >= 1.0:
+
+    def where():  # for the error messages only (formatting costs more than the checks)
+        return f"energy={energy:g} with hopping=(tx={tx:g}, ty={ty:g}, tz={tz:g}) and Ny={Ny}, Nz={Nz}"
+
+    abs_cos = np.abs(cos_kx)
+    distance = np.abs(abs_cos - 1.0)
+    if distance.min() < BAND_EDGE_TOL:
+        at_edge = np.flatnonzero(distance < BAND_EDGE_TOL)
+        edge = int(at_edge[np.argmin(distance[at_edge])])
+        # channel k's band is -eps_k - 2 tx < E < -eps_k + 2 tx
+        edge_energy = round(-eps[edge] + 2 * tx * (-1.0 if cos_kx[edge] > 0 else 1.0), 12) + 0.0
+        others = f" (and {at_edge.size - 1} more channel(s))" if at_edge.size > 1 else ""
         raise ValueError(
-            f"evanescent channel: energy={energy:g} with hopping=(tx={tx:g}, ty={ty:g}, tz={tz:g}) "
-            f"and Ny={Ny}, Nz={Nz} has max|E + eps_k| = {worst * 2 * tx:g} >= 2 tx = {2 * tx:g}; "
-            "need |E| + max|eps_k| < 2 tx")
-    kx = np.arccos(cos_kx)
+            f"band edge: {where()} puts {_mode_label(edge, Ny, Nz)}{others} at its band edge "
+            f"E = {edge_energy:.12g}, where |E + eps_k| = 2 tx and its velocity vanishes (no "
+            f"unit-current normalization); move the energy more than "
+            f"{2 * tx * BAND_EDGE_TOL:.1e} away from {edge_energy:.12g}")
+    is_open = abs_cos < 1.0
+    if not is_open.any():
+        nearest = int(np.argmin(abs_cos))
+        raise ValueError(
+            f"no open channel: {where()} lies outside every channel's band (|E + eps_k| > 2 tx "
+            f"for all k); the nearest band, of {_mode_label(nearest, Ny, Nz)}, is "
+            f"{-eps[nearest] - 2 * tx:.6g} < E < {-eps[nearest] + 2 * tx:.6g}")
+    # kx, exp(i kx) and v on the full array (evanescent entries clipped, then dropped), so that
+    # an all-open lead gets exactly the numbers it always had.
+    kx = np.arccos(np.clip(cos_kx, -1.0, 1.0))
+    mu = np.exp(1j * kx)
+    velocity = 2 * tx * np.sin(kx)
+    open_modes = np.flatnonzero(is_open)
+    if len(open_modes) < len(eps):
+        closed = ~is_open
+        c = cos_kx[closed]
+        # lambda_< = c - sign(c) sqrt(c^2 - 1), written without the cancellation for |c| >> 1
+        mu[closed] = 1.0 / (c + np.sign(c) * np.sqrt(c * c - 1.0))
     U = np.kron(_ring_waves(Ny), _ring_waves(Nz))
     return LeadModes(Ny=Ny, Nz=Nz, energy=energy, tx=tx, U=_frozen(U), eps=_frozen(eps),
-                     kx=_frozen(kx), velocity=_frozen(2 * tx * np.sin(kx)))
+                     mu=_frozen(mu), open_modes=_frozen(open_modes), kx=_frozen(kx[open_modes]),
+                     velocity=_frozen(velocity[open_modes]))
 
 
 def lead_modes(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
-    """Lead modes at ``energy``; raise ``ValueError`` if a channel is evanescent.
+    """Lead modes at ``energy``, open and evanescent; ``ValueError`` at a band edge.
 
-    Every mode must propagate: ``|E + eps_k| < 2 tx`` for all k. A marginal or evanescent
-    channel is rejected rather than handled, since the unit-current normalization
-    ``1/sqrt(v_k)`` is singular there.
+    Refused: a channel at a band edge (``|E + eps_k| = 2 tx`` within ``2 tx BAND_EDGE_TOL``),
+    where the velocity vanishes and the unit-current normalization ``1/sqrt(v_k)`` is
+    singular, and an energy with no open channel at all. The message names the energy, the
+    channel and how far to move the energy.
     """
     tx, ty, tz = check_hopping(hopping)
     if int(Ny) < 1 or int(Nz) < 1:
@@ -238,7 +305,8 @@ class ScatteringSetup:
         Transverse hopping matrix (read-only).
 
     Build with `ScatteringSetup.build`, which validates and raises ``ValueError`` naming the
-    problem (``e_plus: evanescent channel ...``).
+    problem (``e_plus: band edge ...``, ``e_minus: no open channel ...``). The number of open
+    channels may differ between E+ and E- (``lead_plus.n_open``, ``lead_minus.n_open``).
     """
 
     shape: tuple
@@ -303,9 +371,10 @@ class ScatteringSetup:
 
     @cached_property
     def signature(self):
-        """``S``: +1 for the right incomers at E+, -1 for the left incomers at E- (SPEC section 3)."""
-        n = self.n_perp
-        return _frozen(np.concatenate([np.ones(n), -np.ones(n)]))
+        """``S``: +1 for the n_open(E+) right incomers, -1 for the n_open(E-) left incomers
+        (SPEC section 3), in the column order of `ModeMatrices.phi`."""
+        return _frozen(np.concatenate([np.ones(self.lead_plus.n_open),
+                                       -np.ones(self.lead_minus.n_open)]))
 
     def check_sample(self, V):
         """Validate a potential for this setup (shape, finite, real) and return it as floats."""
@@ -318,7 +387,8 @@ class ScatteringSetup:
 # --- result types -------------------------------------------------------------------------------
 
 def flux_error(t, r):
-    """``max |t^+ t + r^+ r - 1|``: unitarity of the scattering matrix of one lead's incomers."""
+    """``max |t^+ t + r^+ r - 1|``: unitarity of the scattering matrix of one lead's incomers
+    (over the open channels: t and r are n_open x n_open)."""
     flux = t.conj().T @ t + r.conj().T @ r
     return float(np.max(np.abs(flux - np.eye(len(flux)))))
 
@@ -329,12 +399,13 @@ class ScatteringStates:
 
     Attributes
     ----------
-    psi : ndarray (Nx, N_perp, N_perp), complex
-        ``psi[ix, iy*Nz+iz, k]``: the state incoming in mode ``k``, unit incoming current.
-    transmission : ndarray (N_perp, N_perp)
-        ``t[k_out, k_in]``, amplitudes into the other lead, current-normalized.
-    reflection : ndarray (N_perp, N_perp)
-        ``r[k_out, k_in]``, amplitudes back into the incoming lead.
+    psi : ndarray (Nx, N_perp, n_open), complex
+        ``psi[ix, iy*Nz+iz, j]``: the state incoming in open mode ``j`` (mode index
+        ``LeadModes.open_modes[j]``), unit incoming current. May be a view.
+    transmission : ndarray (n_open, n_open)
+        ``t[j_out, j_in]``, amplitudes into the other lead's open channels, current-normalized.
+    reflection : ndarray (n_open, n_open)
+        ``r[j_out, j_in]``, amplitudes back into the incoming lead's open channels.
     lead : str
         ``"L"`` or ``"R"``.
     energy : float
@@ -353,7 +424,7 @@ class ScatteringStates:
 
     @property
     def unitarity_error(self):
-        """``max |t^+ t + r^+ r - 1|``: the built-in accuracy check of the recursion."""
+        """``max |t^+ t + r^+ r - 1|`` over the open channels: the built-in accuracy check."""
         return flux_error(self.transmission, self.reflection)
 
     @property
@@ -370,11 +441,12 @@ class ModeMatrices:
 
     Attributes
     ----------
-    phi : ndarray (Nx, N_perp, 2 N_perp), complex
-        ``phi[a] = [psi_right(E+)[a], psi_left(E-)[a]]``.
-    signature : ndarray (2 N_perp,)
-        +1 for the right incomers, -1 for the left incomers.
-    transmission_right, reflection_right : ndarray (N_perp, N_perp)
+    phi : ndarray (Nx, N_perp, n_open(E+) + n_open(E-)), complex
+        ``phi[a] = [psi_right(E+)[a], psi_left(E-)[a]]`` (``2 N_perp`` wide when every channel
+        is open).
+    signature : ndarray (n_open(E+) + n_open(E-),)
+        +1 for the right incomers, -1 for the left incomers (`ScatteringSetup.signature`).
+    transmission_right, reflection_right : ndarray (n_open(E+), n_open(E+))
         Scattering amplitudes of the right incomers at E+.
     unitarity_error : float
         Worst ``max|t^+ t + r^+ r - 1|`` of the two leads.

@@ -6,6 +6,12 @@ Forward pass: only the ratios ``X_x = Psi_x Psi_{x+1}^{-1}`` are propagated,
 in that direction (the paper's forward rebuild diverged for long samples).
 Left incomers are right incomers of the mirrored sample.
 
+Evanescent lead channels (SPEC section 1b) need no special pass: the recursion always works
+with all ``N_perp`` transverse modes, the leads enter through the outgoing factor per mode
+``mu`` (``exp(i kx)`` or the decaying ``lambda_<``) in ``X_{-1}`` and in the right-lead
+matching, and only the ``n_open`` propagating modes get incoming waves, so the states have
+``n_open`` columns and t, r are ``n_open x n_open``.
+
 The engine consumes a `anderson_mpi.system.ScatteringSetup` (built once per run) and
 returns the result types of `anderson_mpi.system`. Pure numpy/scipy: arrays in, arrays out.
 """
@@ -51,20 +57,24 @@ def right_incoming(V, modes, t_perp):
     ----------
     V : ndarray (Nx, Ny, Nz), float, C-contiguous
     modes : anderson_mpi.system.LeadModes
-        The lead modes at the energy of the states.
+        The lead modes at the energy of the states (open and evanescent).
     t_perp : ndarray (N_perp, N_perp)
         Transverse hopping matrix.
 
     Returns
     -------
-    psi : ndarray (Nx, N_perp, N_perp), complex
-    transmission, reflection : ndarray (N_perp, N_perp), complex
+    psi : ndarray (Nx, N_perp, n_open), complex
+        One column per open incoming mode; a view into the recursion's storage when some
+        channels are evanescent.
+    transmission, reflection : ndarray (n_open, n_open), complex
     """
     tx, energy = modes.tx, modes.energy
     Nx, Ny, Nz = V.shape
     n_perp = Ny * Nz
-    phase = modes.phase
-    # X_{-1}: the left lead carries only outgoing (left-moving) waves.
+    n_open, open_modes = modes.n_open, modes.open_modes
+    mu = modes.mu
+    # X_{-1} = U diag(mu) U^+: the left lead carries only outgoing (left-moving) waves in the
+    # open modes and waves decaying to the left in the evanescent ones.
     x_prev = modes.surface_ratio
     # -(E + T_perp)/tx is the same on every slice; the potential only shifts the diagonal.
     base = -(t_perp + energy * np.eye(n_perp)) / tx
@@ -81,24 +91,37 @@ def right_incoming(V, modes, t_perp):
         _invert_inplace(slab, lwork)
         x_prev = slab
 
-    # Right lead: Psi_{Nx-1} = U (a + b), Psi_{Nx} = U (L* a + L b), Psi_{Nx-1} = X Psi_{Nx}.
-    amp_in = np.diag(1 / np.sqrt(modes.velocity))
+    # Right lead (SPEC 1b): Psi_{Nx-1} = U (a + b), Psi_{Nx} = U (Lbar a + M b), M = diag(mu),
+    # Lbar = exp(-i kx) on the open rows; a (N_perp x n_open) is 1/sqrt(v) on the open rows and
+    # zero on the evanescent ones (nothing comes in there), b has every row (an evanescent
+    # outgoing part decays into the lead). Psi_{Nx-1} = X Psi_{Nx} fixes
+    # b = (I - Xt M)^{-1} (Xt Lbar - I) a, Xt = U^+ X_{Nx-1} U.
+    # The open rows/columns: a slice (views, no copies) when every channel is open.
+    open_rows = slice(None) if n_open == n_perp else open_modes
+    inv_sqrt_v = 1 / np.sqrt(modes.velocity)
+    amp_in = np.zeros((n_perp, n_open))
+    amp_in[open_modes, np.arange(n_open)] = inv_sqrt_v
     x_modes = transverse_ifft(transverse_fft(psi[Nx - 1], Ny, Nz, axis=0), Ny, Nz, axis=1)
-    lhs = np.eye(n_perp) - x_modes * phase
-    rhs = (x_modes * phase.conj() - np.eye(n_perp)) * amp_in.diagonal()
+    identity = np.eye(n_perp)
+    lhs = identity - x_modes * mu
+    rhs = (x_modes[:, open_rows] * modes.phase.conj() - identity[:, open_rows]) * inv_sqrt_v
     amp_out = np.linalg.solve(lhs, rhs)
-    psi_next = transverse_ifft(phase.conj()[:, None] * amp_in + phase[:, None] * amp_out, Ny, Nz)
+    # conj(mu) = Lbar on the open rows; the evanescent rows of amp_in are zero
+    psi_next = transverse_ifft(mu.conj()[:, None] * amp_in + mu[:, None] * amp_out, Ny, Nz)
 
-    # Backward rebuild Psi_x = X_x Psi_{x+1}: stable, errors shrink towards the left.
-    buffer = np.empty((n_perp, n_perp), dtype=complex)
+    # Backward rebuild Psi_x = X_x Psi_{x+1}: stable, errors shrink towards the left. The
+    # n_open columns of Psi_x overwrite the first columns of X_x's slot once X_x is used.
+    buffer = np.empty((n_perp, n_open), dtype=complex)
     for ix in range(Nx - 1, -1, -1):
         np.matmul(psi[ix], psi_next, out=buffer)
-        psi[ix] = buffer
-        psi_next = psi[ix]
+        psi[ix, :, :n_open] = buffer
+        psi_next = psi[ix, :, :n_open]
+    if n_open < n_perp:
+        psi = psi[:, :, :n_open]
 
     sqrt_v = np.sqrt(modes.velocity)[:, None]
-    transmission = sqrt_v * transverse_fft(psi[0], Ny, Nz)
-    reflection = sqrt_v * amp_out
+    transmission = sqrt_v * transverse_fft(psi[0], Ny, Nz)[open_rows]
+    reflection = sqrt_v * amp_out[open_rows]
     return psi, transmission, reflection
 
 
@@ -132,12 +155,13 @@ def solve_mode_matrices(V, setup):
     """
     Nx, Ny, Nz = V.shape
     n_perp = Ny * Nz
-    phi = np.empty((Nx, n_perp, 2 * n_perp), dtype=complex)
+    n_plus = setup.lead_plus.n_open  # columns of the right incomers; then n_open(E-) left ones
+    phi = np.empty((Nx, n_perp, n_plus + setup.lead_minus.n_open), dtype=complex)
     psi_r, t_r, r_r = right_incoming(V, setup.lead_plus, setup.t_perp)
-    phi[:, :, :n_perp] = psi_r
+    phi[:, :, :n_plus] = psi_r
     del psi_r
     psi_mirror, t_l, r_l = right_incoming(np.ascontiguousarray(V[::-1]), setup.lead_minus, setup.t_perp)
-    phi[:, :, n_perp:] = psi_mirror[::-1]
+    phi[:, :, n_plus:] = psi_mirror[::-1]
     del psi_mirror
     error = max(flux_error(t_r, r_r), flux_error(t_l, r_l))
     return ModeMatrices(phi=phi, signature=setup.signature, transmission_right=t_r,
@@ -153,7 +177,8 @@ def scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING):
         On-site potential of the sample; the leads are clean (V = 0) with the same
         periodic cross-section.
     energy : float
-        Must lie where every lead channel propagates (``|E + eps_k| < 2 tx``).
+        Any energy with at least one open lead channel and none at a band edge; evanescent
+        channels are taken into account (they carry no current and have no incomers).
     lead : {"L", "R"}
         The lead the states come in from.
     hopping : (tx, ty, tz)
@@ -161,13 +186,15 @@ def scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING):
     Returns
     -------
     ScatteringStates
-        ``psi`` (Nx, Ny*Nz, Ny*Nz) with unit incoming current, ``transmission``,
-        ``reflection``, ``conductance``, ``unitarity_error``, ``fano``.
+        ``psi`` (Nx, Ny*Nz, n_open) with unit incoming current, one column per open mode
+        (`LeadModes.open_modes`), ``transmission``, ``reflection`` (n_open x n_open),
+        ``conductance``, ``unitarity_error``, ``fano``.
 
     Raises
     ------
     ValueError
-        Wrong ndim, a size < 1, non-finite V, an unknown lead, or evanescent channels.
+        Wrong ndim, a size < 1, non-finite V, an unknown lead, a channel at a band edge, or no
+        open channel.
     """
     V = check_potential(V)
     if lead not in ("L", "R"):

@@ -34,6 +34,18 @@ and hopping ``t``: ``eps = 0`` (n = 1), ``t cos k`` (n = 2, k in {0, pi}; one bo
 so ``Gamma = U diag(v_k) U^+``.  Equivalently: the outgoing wave ``psi_{x+1} = exp(i kx) psi_x``
 in the lead turns the bond term ``-tx psi_{x+1}`` into ``Sigma psi_x``.  ``Sigma`` is the same for
 both leads (they have the same cross-section) and is complex symmetric (``eps_k`` is even in k).
+
+Evanescent channels (SPEC section 1, ``|E + eps_k| > 2 tx``).  Writing ``z = E + eps_k``, the
+two roots of ``tx^2 g^2 - z g + 1 = 0`` are real, with product ``1 / tx^2``; the physical one
+(the limit of ``E + i 0``, whose lead wave function ``(tx g)^n`` decays into the lead) is the
+smaller, ``|tx g| < 1``:
+
+    g = (z - sign(z) sqrt(z^2 - 4 tx^2)) / (2 tx^2) = 2 / (z + sign(z) sqrt(z^2 - 4 tx^2)),
+
+the second form free of cancellation.  Such a channel gives a real ``Sigma_k = tx^2 g``, no
+broadening (``Gamma_k = 0``) and no scattering state; ``Gamma`` has rank ``n_open``.  At a
+band edge (``|z| = 2 tx``, zero velocity) the two roots meet: refused, as is an energy where
+no channel is open.
 """
 from __future__ import annotations
 
@@ -45,6 +57,7 @@ __all__ = [
     "hamiltonian",
     "transverse_energies",
     "lead_modes",
+    "surface_green",
     "lead_self_energy",
     "retarded_green",
     "lead_spectral",
@@ -188,8 +201,32 @@ def transverse_energies(Ny, Nz, hopping=DEFAULT_HOPPING):
     return ky, kz, U, eps
 
 
+# Relative distance of |E + eps_k| from 2 tx below which a channel is at a band edge (SPEC: ~1e-9).
+EDGE_TOL = 1e-9
+
+
+def _open_channels(Ny, Nz, energy, hopping):
+    """``z_k = E + eps_k`` of every mode and the mask of the open ones (``|z_k| < 2 tx``).
+
+    Raises ``ValueError`` at a band edge or when no channel is open.
+    """
+    tx = _check_hopping(hopping)[0]
+    _, _, _, eps = transverse_energies(Ny, Nz, hopping)
+    z = float(energy) + eps
+    gap = np.abs(np.abs(z) - 2.0 * tx) / (2.0 * tx)
+    if np.any(gap < EDGE_TOL):
+        k = int(np.argmin(gap))
+        raise ValueError(f"band edge: energy={energy!r} puts channel {k} of Ny={Ny}, Nz={Nz} at "
+                         f"|E + eps_k| = 2 tx (hopping={tuple(hopping)!r}): zero velocity")
+    is_open = np.abs(z) < 2.0 * tx
+    if not np.any(is_open):
+        raise ValueError(f"no open channel at energy={energy!r}, hopping={tuple(hopping)!r}, "
+                         f"Ny={Ny}, Nz={Nz}: |E + eps_k| > 2 tx for every k")
+    return z, is_open
+
+
 def lead_modes(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
-    """Longitudinal momenta and velocities of all lead channels at ``energy``.
+    """Longitudinal momenta and velocities of the open (propagating) lead channels at ``energy``.
 
     Parameters
     ----------
@@ -202,32 +239,41 @@ def lead_modes(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
 
     Returns
     -------
-    kx : ndarray, shape (N_perp,)
-        ``cos kx = -(E + eps_k) / (2 tx)``, ``kx in (0, pi)``.
-    v : ndarray, shape (N_perp,)
+    kx : ndarray, shape (n_open,)
+        ``cos kx = -(E + eps_k) / (2 tx)``, ``kx in (0, pi)``, for the modes with ``|E + eps_k| < 2 tx``
+        in increasing mode index.
+    v : ndarray, shape (n_open,)
         Velocities ``v_k = 2 tx sin kx > 0``.
-    U : ndarray, shape (N_perp, N_perp)
-        Transverse plane-wave basis (see :func:`transverse_energies`).
+    U : ndarray, shape (N_perp, n_open)
+        The transverse plane waves of those modes (columns of :func:`transverse_energies`' U).
 
     Raises
     ------
     ValueError
-        If any channel is evanescent or at a band edge (``|E + eps_k| >= 2 tx``): this reference
-        solver only handles the all-propagating case of SPEC section 1.
+        At a band edge (``|E + eps_k| = 2 tx``) or if no channel is open.
     """
     tx = _check_hopping(hopping)[0]
-    _, _, U, eps = transverse_energies(Ny, Nz, hopping)
-    c = -(float(energy) + eps) / (2.0 * tx)
-    bad = np.abs(c) >= 1.0
-    if np.any(bad):
-        raise ValueError(
-            f"evanescent lead channel(s): |E + eps_k| >= 2 tx for {int(bad.sum())} of {c.size} "
-            f"modes at energy={energy!r}, hopping={tuple(hopping)!r}, Ny={Ny}, Nz={Nz} "
-            f"(need max |E + eps_k| < 2 tx; max is {np.max(np.abs(energy + eps)):.6g})"
-        )
-    kx = np.arccos(c)  # in (0, pi) because |c| < 1
+    _, _, U, _ = transverse_energies(Ny, Nz, hopping)
+    z, is_open = _open_channels(Ny, Nz, energy, hopping)
+    kx = np.arccos(-z[is_open] / (2.0 * tx))  # in (0, pi)
     v = 2.0 * tx * np.sin(kx)
-    return kx, v, U
+    return kx, v, U[:, is_open]
+
+
+def surface_green(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
+    """Retarded surface Green's function ``g_k`` of every mode's semi-infinite chain.
+
+    Returns ``g`` (N_perp,), complex: ``Im g < 0`` for open channels, real with ``|tx g| < 1``
+    for evanescent ones (module docstring).
+    """
+    tx = _check_hopping(hopping)[0]
+    z, is_open = _open_channels(Ny, Nz, energy, hopping)
+    g = np.empty(z.size, dtype=complex)
+    zo = z[is_open]
+    g[is_open] = (zo - 1j * np.sqrt(4.0 * tx ** 2 - zo ** 2)) / (2.0 * tx ** 2)
+    zc = z[~is_open]
+    g[~is_open] = 2.0 / (zc + np.sign(zc) * np.sqrt(zc ** 2 - 4.0 * tx ** 2))
+    return g
 
 
 def lead_self_energy(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
@@ -245,18 +291,20 @@ def lead_self_energy(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
     Returns
     -------
     ndarray of complex, shape (N_perp, N_perp)
-        ``Sigma = -tx U diag(exp(i kx)) U^+`` in the transverse site basis ``iy*Nz + iz``
-        (derivation in the module docstring). Its anti-Hermitian part
-        ``(Sigma - Sigma^+)/(2i) = -U diag(v/2) U^+`` is negative definite.
+        ``Sigma = tx^2 U diag(g_k) U^+`` in the transverse site basis ``iy*Nz + iz``, with
+        `surface_green` (``= -tx U diag(exp(i kx)) U^+`` when every channel is open;
+        derivation in the module docstring). Its anti-Hermitian part
+        ``(Sigma - Sigma^+)/(2i) = -U diag(v/2) U^+`` is negative semidefinite, of rank n_open.
 
     Raises
     ------
     ValueError
-        If any channel is evanescent (``|E + eps_k| >= 2 tx``).
+        At a band edge or if no channel is open.
     """
     tx = _check_hopping(hopping)[0]
-    kx, _, U = lead_modes(Ny, Nz, energy, hopping)
-    return (U * (-tx * np.exp(1j * kx))) @ U.conj().T
+    _, _, U, _ = transverse_energies(Ny, Nz, hopping)
+    g = surface_green(Ny, Nz, energy, hopping)
+    return (U * (tx ** 2 * g)) @ U.conj().T
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +359,7 @@ def retarded_green(V, energy, hopping=DEFAULT_HOPPING):
     Raises
     ------
     ValueError
-        If any lead channel is evanescent.
+        At a band edge or if no lead channel is open.
     """
     V = np.asarray(V, dtype=float)
     lu, _ = _inverse_operator(V, energy, hopping)
@@ -347,7 +395,7 @@ def lead_spectral(V, energy, lead, hopping=DEFAULT_HOPPING):
     Raises
     ------
     ValueError
-        For an unknown ``lead`` or evanescent lead channels.
+        For an unknown ``lead``, a band edge or no open channel.
     """
     if lead not in ("L", "R"):
         raise ValueError(f"lead must be 'L' or 'R', got {lead!r}")
@@ -371,7 +419,9 @@ def clean_lead_spectral(Nx, Ny, Nz, energy, lead, hopping=DEFAULT_HOPPING):
         G^R_ij = N_perp^-1 sum_k exp(-i kx (xi - xj)) exp(i k.(r_i - r_j)) / v_k,
 
     and ``G^L`` the same with ``exp(+i kx (xi - xj))``; ``k = (2 pi n / Ny, 2 pi m / Nz)`` with
-    ``eps_k`` from the actual transverse bonds of each size.
+    ``eps_k`` from the actual transverse bonds of each size. The sum runs over the open
+    channels only: nothing comes in through an evanescent one, and a clean sample scatters no
+    open channel into another.
 
     Parameters
     ----------
@@ -391,12 +441,14 @@ def clean_lead_spectral(Nx, Ny, Nz, energy, lead, hopping=DEFAULT_HOPPING):
     Raises
     ------
     ValueError
-        For an unknown ``lead`` or evanescent lead channels.
+        For an unknown ``lead``, a band edge or no open channel.
     """
     if lead not in ("L", "R"):
         raise ValueError(f"lead must be 'L' or 'R', got {lead!r}")
     kx, v, _ = lead_modes(Ny, Nz, energy, hopping)
     ky, kz, _, _ = transverse_energies(Ny, Nz, hopping)
+    _, is_open = _open_channels(Ny, Nz, energy, hopping)
+    ky, kz = ky[is_open], kz[is_open]
     sign = -1.0 if lead == "R" else 1.0  # R-incomers travel towards -x
     x = np.arange(Nx)
     # Per mode: psi_k(ix, iy, iz) = exp(sign i kx ix) exp(i (ky iy + kz iz)) / sqrt(N_perp v_k)

@@ -21,12 +21,19 @@ def projector(U, orbit_index, orbit_size):
     return project
 
 
-@pytest.mark.parametrize("shape, hopping", [((5, 3, 3), (1.0, 0.4, 0.4)), ((6, 4, 2), (1.0, 0.4, 0.3))])
+@pytest.mark.parametrize("shape, hopping", [
+    ((5, 3, 3), (1.0, 0.4, 0.4)),
+    ((6, 4, 2), (1.0, 0.4, 0.3)),
+    ((5, 3, 3), (1.0, 1.0, 1.0)),   # evanescent channels: n_open(E+) = 8, n_open(E-) = 4 of 9
+    ((6, 4, 3), (1.0, 0.7, 0.5)),   # n_open 11, 9 of 12
+])
 def test_cumulants_equal_brute_force(shape, hopping):
     Nx, Ny, Nz = shape
     n_perp = Ny * Nz
     rng = np.random.default_rng(5)
     samples = [rng.uniform(-3, 3, shape) for _ in range(4)]
+    setup = am.ScatteringSetup.build(shape, hopping)
+    assert (setup.lead_plus.n_open < n_perp) == (hopping[1] > 0.5)  # the cases say what they test
     cuts = [0.3, 0.7]
     layout = make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=True)  # the production fields
 

@@ -44,8 +44,11 @@ BAD_JOBS = [  # (changes to the job file, extra CLI args, field named in the mes
     ({"block_size": "0"}, [], "block_size"),
     ({"cuts": "[0.2, 1.5]"}, [], "cuts"),
     ({"cuts": "[-0.1]"}, [], "cuts"),
-    ({"hopping": "[1.0, 0.6, 0.6]"}, [], "evanescent"),
-    ({"e_plus": "1.9"}, [], "e_plus"),
+    # evanescent channels are fine; refused: a channel at a band edge (cube N = 4:
+    # E+ + eps_(0,0) = 0.2 + 4 * 0.45 = 2 tx) and an energy outside every channel's band
+    ({"hopping": "[1.0, 0.45, 0.45]"}, [], "e_plus/hopping: band edge"),
+    ({"e_minus": "-2.0"}, [], "e_minus/hopping: band edge"),
+    ({"e_plus": "5.0"}, [], "e_plus/hopping: no open channel"),
     ({"hopping": "[0.0, 0.4, 0.4]"}, [], "hopping"),
     ({"geometry": '"sphere"'}, [], "geometry"),
     ({"geometry": '"quasi1d"'}, [], "transverse"),

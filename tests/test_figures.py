@@ -235,3 +235,36 @@ def test_missing_empty_and_incomplete_results(results, tmp_path):
     by_n = {r["N"]: r for r in summary["runs"]}
     assert by_n[5]["samples"] == 20 and not by_n[5]["complete"] and by_n[4]["samples"] == 24
     assert any("cube_N5_W6.h5" in n for n in summary["notes"])
+
+
+ISOTROPIC_JOB = """
+name = "tiny_iso"
+geometry = "cube"
+sizes = [4, 5, 6]
+W = [6.0]
+samples = 24
+block_size = 4
+seed = 11
+hopping = [1.0, 1.0, 1.0]
+cuts = [0.5]
+"""
+
+
+def test_analysis_and_figures_with_evanescent_channels(tmp_path):
+    """The isotropic model (n_open < N_perp): the whole analysis runs, every cube figure is made,
+    summary.json records n_open, and <g> stays below the number of open channels."""
+    job = tmp_path / "iso.toml"
+    job.write_text(ISOTROPIC_JOB)
+    out = tmp_path / "res"
+    proc = run_py(["-m", "anderson_mpi", "run", job, "--out", out])
+    assert proc.returncode == 0, proc.stderr
+    proc = run_py(["-m", "analysis", out])
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    for name in CUBE_FIGURES:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
+    runs = json.loads((out / "summary.json").read_text())["runs"]
+    assert [r["n_open"] for r in runs] == [[10, 10], [16, 16], [22, 22]]  # of 16, 25, 36
+    for r in runs:
+        assert r["hopping"] == [1.0, 1.0, 1.0]
+        assert 0 < r["conductance"] < r["n_open"][0] and 0 < r["fano"] < 1
+        assert r["dn1"] > 0 and r["m2"] > 0

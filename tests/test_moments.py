@@ -47,13 +47,27 @@ def brute_force(V, hopping, cuts):
     return ref, g
 
 
-@pytest.mark.parametrize("shape, hopping", [
+OBSERVABLE_CASES = [
     ((5, 3, 3), (1.0, 0.4, 0.4)),
     ((6, 4, 3), (1.0, 0.4, 0.3)),
     ((4, 2, 1), (1.0, 0.4, 0.4)),
     ((7, 1, 1), (1.0, 0.4, 0.4)),
     ((4, 4, 4), (1.0, 0.3, 0.3)),
-])
+    # evanescent channels, n_open(E+) != n_open(E-): the LR block of the Grams starts at
+    # column n_open(E+), not N_perp (n_open = 8, 4 of 9; 11, 9 of 12 with ty != tz)
+    ((5, 3, 3), (1.0, 1.0, 1.0)),
+    ((6, 4, 3), (1.0, 0.7, 0.5)),
+]
+
+
+def test_evanescent_cases_have_fewer_open_channels_at_each_energy():
+    for (shape, hopping), n_open in zip(OBSERVABLE_CASES[-2:], ((8, 4), (11, 9))):
+        modes = am.mode_matrices(np.zeros(shape), hopping)
+        assert modes.phi.shape[-1] == sum(n_open)
+        assert [np.count_nonzero(modes.signature == s) for s in (1, -1)] == list(n_open)
+
+
+@pytest.mark.parametrize("shape, hopping", OBSERVABLE_CASES)
 @pytest.mark.parametrize("m3_split", [False, True])
 def test_observables_equal_brute_force(shape, hopping, m3_split, rng):
     V = rng.uniform(-3, 3, shape)

@@ -76,6 +76,45 @@ def test_mode_matrices_equal_transfer_matrix(shape, W, rng):
     assert_same_modes(petsc_mode_matrices(V, comm=MPI.COMM_WORLD), am.mode_matrices(V))
 
 
+EVANESCENT = [  # (shape, W, hopping, energy): 0 < n_open < N_perp (asserted)
+    ((5, 4, 4), 6.0, (1.0, 1.0, 1.0), 0.2),      # isotropic cube-like, 10 of 16 open
+    ((8, 3, 3), 6.0, (1.0, 1.0, 1.0), -0.2),     # 4 of 9
+    ((6, 4, 3), 4.0, (1.0, 0.8, 0.6), 1.5),      # ty != tz
+    ((7, 2, 3), 5.0, (1.0, 1.0, 1.0), -2.5),     # transverse size 2, near the bottom of the band
+    ((3, 5, 1), 6.0, (1.0, 1.0, 1.0), 1.5),      # fewer slices than ranks under mpirun -n 4
+    ((1, 3, 2), 6.0, (1.0, 1.0, 1.0), 0.2),      # one slice: both self-energies on it
+]
+EVANESCENT_IDS = ["x".join(map(str, shape)) + f"_E{energy:g}" for shape, _, _, energy in EVANESCENT]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape, W, hopping, energy", EVANESCENT, ids=EVANESCENT_IDS)
+def test_states_with_evanescent_channels_equal_transfer_matrix(shape, W, hopping, energy, rng):
+    """Sigma = -tx U diag(mu) U^+ with the evanescent mu, right-hand sides for the open modes."""
+    n_open = am.lead_modes(shape[1], shape[2], energy, hopping).n_open
+    assert 0 < n_open < shape[1] * shape[2]
+    V = rng.uniform(-W / 2, W / 2, shape)
+    for lead in ("R", "L"):
+        petsc = petsc_scattering_states(V, energy, lead, hopping=hopping, comm=MPI.COMM_WORLD)
+        assert petsc.psi.shape == (shape[0], shape[1] * shape[2], n_open)
+        assert_same_states(petsc, am.scattering_states(V, energy, lead, hopping=hopping))
+    clean = petsc_scattering_states(np.zeros(shape), energy, "R", hopping=hopping, comm=MPI.COMM_WORLD)
+    assert np.abs(clean.reflection).max() < 1e-12 and clean.conductance == pytest.approx(n_open, abs=1e-11)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("shape, hopping", [((6, 3, 3), (1.0, 1.0, 1.0)), ((5, 4, 3), (1.0, 0.7, 0.5)),
+                                            ((3, 4, 4), (1.0, 1.0, 1.0))])
+def test_mode_matrices_with_evanescent_channels_equal_transfer_matrix(shape, hopping, rng):
+    # n_open(E+) != n_open(E-) for the first two (8 and 4 of 9; 11 and 9 of 12)
+    V = rng.uniform(-3, 3, shape)
+    petsc = petsc_mode_matrices(V, hopping, comm=MPI.COMM_WORLD)
+    transfer = am.mode_matrices(V, hopping)
+    setup = am.ScatteringSetup.build(shape, hopping)
+    assert petsc.phi.shape[-1] == setup.lead_plus.n_open + setup.lead_minus.n_open < 2 * setup.n_perp
+    assert_same_modes(petsc, transfer)
+
+
 @pytest.mark.mpi
 def test_equal_energies_share_one_factorization(rng):
     # e_plus == e_minus: both leads are solved against one factorization (2 N_perp columns).
@@ -139,10 +178,22 @@ def test_bad_input_raises(V, lead, hopping, energy, match):
         petsc_scattering_states(V, energy, lead, hopping=hopping, comm=MPI.COMM_SELF)
 
 
-def test_mode_matrices_reject_evanescent_energy():
-    with pytest.raises(ValueError, match="e_minus.*evanescent"):
-        petsc_mode_matrices(np.zeros((2, 4, 4)), (1, 0.45, 0.45), e_plus=0.1, e_minus=-0.25,
+def test_mode_matrices_reject_band_edge_and_closed_bands():
+    with pytest.raises(ValueError, match="e_plus: band edge"):
+        petsc_mode_matrices(np.zeros((2, 4, 4)), (1, 0.45, 0.45), e_plus=0.2, e_minus=-0.25,
                             comm=MPI.COMM_SELF)
+    with pytest.raises(ValueError, match="e_minus: no open channel"):
+        petsc_mode_matrices(np.zeros((2, 2, 2)), (1, 1, 1), e_plus=0.2, e_minus=-4.5,
+                            comm=MPI.COMM_SELF)
+
+
+@pytest.mark.parametrize("shape, hopping", [((4, 3, 3), (1.0, 1.0, 1.0)), ((2, 1, 4), (1.0, 1.0, 1.0))])
+def test_self_communicator_with_evanescent_channels(shape, hopping, rng):
+    V = rng.uniform(-3, 3, shape)
+    for lead, energy in (("L", -0.2), ("R", 0.2)):
+        petsc = petsc_scattering_states(V, energy, lead, hopping=hopping, comm=MPI.COMM_SELF)
+        assert_same_states(petsc, am.scattering_states(V, energy, lead, hopping=hopping))
+    assert_same_modes(petsc_mode_matrices(V, hopping, comm=MPI.COMM_SELF), am.mode_matrices(V, hopping))
 
 
 def test_slice_partition_covers_every_slice_once():
@@ -168,13 +219,14 @@ from anderson_mpi.petsc_solver import petsc_mode_matrices, petsc_scattering_stat
 
 comm = MPI.COMM_WORLD
 worst = 0.0
-for shape, seed in (((6, 6, 6), 1), ((12, 3, 2), 2)):
+for shape, seed, hopping in (((6, 6, 6), 1, (1, 0.4, 0.4)), ((12, 3, 2), 2, (1, 0.4, 0.4)),
+                             ((6, 6, 6), 3, (1, 1, 1))):  # the last with evanescent channels
     V = np.random.default_rng(seed).uniform(-3, 3, shape)
     for lead in ("R", "L"):
-        p = petsc_scattering_states(V, 0.2, lead, comm=comm)
-        t = am.scattering_states(V, 0.2, lead)
+        p = petsc_scattering_states(V, 0.2, lead, hopping=hopping, comm=comm)
+        t = am.scattering_states(V, 0.2, lead, hopping=hopping)
         worst = max(worst, np.abs(p.psi - t.psi).max() / np.abs(t.psi).max())
-    p, t = petsc_mode_matrices(V, comm=comm), am.mode_matrices(V)
+    p, t = petsc_mode_matrices(V, hopping, comm=comm), am.mode_matrices(V, hopping)
     worst = max(worst, np.abs(p.phi - t.phi).max() / np.abs(t.phi).max())
 worst = comm.allreduce(worst, op=MPI.MAX)
 if comm.rank == 0:

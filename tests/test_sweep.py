@@ -151,6 +151,54 @@ def test_totals_independent_of_rank_count(tmp_path):
     assert np.allclose(totals[2]["tr_gg"], direct, rtol=1e-12, atol=0)
 
 
+ISOTROPIC_JOB = """
+name = "iso"
+geometry = "cube"
+sizes = [3, 4]
+W = [6.0]
+samples = 8
+block_size = 2
+seed = 12
+hopping = [1.0, 1.0, 1.0]
+cuts = [0.5]
+"""
+
+
+def test_isotropic_sweep_with_evanescent_channels(tmp_path):
+    """t = (1, 1, 1): n_open < N_perp at E+- (N = 3: 8 and 4 of 9, they differ; N = 4: 10 of
+    16). The file records n_open, the totals do not depend on the rank count, and they are the
+    sums of the samples' observables."""
+    job = write_job(tmp_path / "iso.toml", text=ISOTROPIC_JOB)
+    totals = {}
+    for np_ in (1, 3):
+        out = tmp_path / f"np{np_}"
+        proc = run_cli(["run", job, "--out", out], np_=np_)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        totals[np_] = {N: read_totals(out / f"cube_N{N}_W6.h5") for N in (3, 4)}
+    runs = make_plan({"geometry": "cube", "sizes": [3, 4], "W": [6.0], "samples": 8, "block_size": 2,
+                      "seed": 12, "hopping": [1.0, 1.0, 1.0], "cuts": [0.5]}, "iso")
+    from anderson_mpi.moments import layout_for, sample_observables
+    for run in runs:
+        N = run.Nx
+        setup = am.ScatteringSetup.build(run.shape, run.hopping, run.e_plus, run.e_minus)
+        n_open = [setup.lead_plus.n_open, setup.lead_minus.n_open]
+        assert n_open == {3: [8, 4], 4: [10, 10]}[N]
+        path = tmp_path / "np3" / f"cube_N{N}_W6.h5"
+        with h5py.File(path, "r") as f:
+            assert f["layout/n_open"][...].tolist() == n_open
+        info = run_cli(["info", path])
+        line = f"open at E+: {n_open[0]}, at E-: {n_open[1]} of N_perp = {N * N}"
+        assert info.returncode == 0 and line in info.stdout
+        assert read_progress(path, "start")[0]["n_open"] == n_open
+        assert_totals_identical(totals[1][N], totals[3][N])
+        layout = layout_for(setup, run.cuts)
+        direct = [sample_observables(am.mode_matrices(potential(run, s), run.hopping), layout)
+                  for s in range(run.samples)]
+        for name in ("tr_gg", "cut_tr_ggg", "g"):
+            expected = sum(d[name] for d in direct)
+            assert np.allclose(totals[3][N][name], expected, rtol=1e-12, atol=0), name
+
+
 @pytest.mark.parametrize("np_, group", [(2, 2), (4, 2), (2, 1)])
 def test_petsc_solver_gives_the_same_totals(tmp_path, np_, group):
     """A whole run with the distributed MUMPS solver (groups of ranks per sample) against the
