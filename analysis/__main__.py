@@ -51,7 +51,7 @@ def main(argv=None):
 
     from .comparison import write_comparison
     from .io import ResultsError
-    from .report import analyze, format_table, write_summary
+    from .report import analyze, format_table, write_estimates, write_summary
 
     try:
         an = analyze(args.results, allow_incomplete=args.allow_incomplete,
@@ -60,6 +60,7 @@ def main(argv=None):
         sys.stderr.write(f"analysis: error: {err}\n")
         return EXIT_BAD_INPUT
     path = write_summary(an)
+    estimates = write_estimates(an)
     comparison = write_comparison(an)
     written, failed = [], {}
     if not args.no_figures:
@@ -73,6 +74,7 @@ def main(argv=None):
     print(format_table(an.summary))
     print()
     print(f"summary: {path}")
+    print(f"estimated arrays (values and jackknife errors per run): {estimates}")
     print(f"comparison with the paper: {comparison}")
     if written:
         pngs = sorted(p.name for p in written if p.suffix == ".png")

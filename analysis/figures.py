@@ -702,6 +702,59 @@ def conductance(an, rec):
     return fig
 
 
+def _order4_group(an):
+    groups = [g for g in an.groups if any(r.has_order4 for r in g.runs)]
+    if not groups:
+        raise Skip("no runs with fourth-order cut pairs (job key cuts4)")
+    cubes = [g for g in groups if g.geometry == "cube"] or groups
+    return min(cubes, key=lambda g: abs(g.W - MAIN_W))
+
+
+def fig_g4_lines(an, rec):
+    """g4 along lines of the first cut pair for every size (y ~ 0.5), dashed: QSSEP at the
+    headline dn^(4) of the largest size."""
+    from . import order4
+    group = _order4_group(an)
+    runs = [r for r in group.runs if r.has_order4]
+    series = []
+    for r in runs:
+        c, d = (int(v) for v in r.pair_slices[0])
+        series.append({"label": r.size_label, "x": r.x, "g4": r.value["g4"][0],
+                       "err": r.error["g4"][0], "c": c, "d": d})
+        b = _nearest(r.x, 0.5)
+        keep = np.array([a not in (b, c, d) for a in range(r.Nx)]) & (b not in (c, d))
+        rec.add(panel="g4_line", series=r.size_label, kind="data", N=r.Nx, W=r.W, x=r.x,
+                y=r.x[b], z=r.x[c], z2=r.x[d], value=r.value["g4"][0][:, b],
+                error=r.error["g4"][0][:, b], in_window=keep)
+    big = runs[-1]
+    dn4, dn4_err = big.fits["dn4"].value["dn4"], big.fits["dn4"].error["dn4"]
+    c, d = (int(v) for v in big.pair_slices[0])
+    yq = big.x[_nearest(big.x, 0.5)]
+    grid = _grid()
+    pts = np.stack(np.broadcast_arrays(grid, yq, big.x[c], big.x[d]), axis=-1)
+    rec.add(panel="g4_line", series="QSSEP", kind="qssep", N=big.Nx, W=big.W, x=grid, y=yq,
+            z=big.x[c], z2=big.x[d], value=qssep.g(4, pts, float(dn4)) if np.isfinite(dn4) else np.nan)
+    return order4.fig_g4_lines(series, ys=(0.5,), dn4=dn4, dn4_err=dn4_err,
+                               title=f"g4 on the cut pair, {group.label} (dashed: QSSEP at the "
+                                     f"headline dn4 of {big.size_label})",
+                               ylabel=_gname(group.geometry, 4))
+
+
+def fig_g4_crossing(an, rec):
+    """Maps of g4, of the crossing term and of their ratio (largest size, first cut pair)."""
+    from . import order4
+    group = _order4_group(an)
+    big = [r for r in group.runs if r.has_order4][-1]
+    c, d = (int(v) for v in big.pair_slices[0])
+    a, b = np.meshgrid(np.arange(big.Nx), np.arange(big.Nx), indexing="ij")
+    for name in ("g4", "g4_cross"):
+        rec.add(panel=name, series=big.size_label, kind="map", N=big.Nx, W=big.W, x=big.x[a],
+                y=big.x[b], z=big.x[c], z2=big.x[d], value=big.value[name][0], error=big.error[name][0])
+    return order4.fig_crossing_map(big.x, big.value["g4"][0], big.value["g4_cross"][0], c, d,
+                                   dn4=big.fits["dn4"].value["dn4"],
+                                   title=f"fourth order, {group.label} {big.size_label}")
+
+
 FIGURES = {
     "fig2_u1_maps": fig2_u1_maps,
     "fig3a_g1": fig3a_g1,
@@ -719,6 +772,8 @@ FIGURES = {
     "fig10_W_g3": fig10_W_g3,
     "fig_dn_vs_W": fig_dn_vs_W,
     "conductance": conductance,
+    "fig_g4_lines": fig_g4_lines,
+    "fig_g4_crossing": fig_g4_crossing,
 }
 
 

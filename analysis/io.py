@@ -22,6 +22,10 @@ __all__ = ["ResultsError", "DoneBlocks", "RunData", "open_run", "discover"]
 from anderson_mpi import schema
 
 
+# What `python -m analysis DIR` writes next to the result files (analysis.report.write_estimates).
+ESTIMATES_FILE = "estimates.h5"
+
+
 class ResultsError(RuntimeError):
     """A results directory the analysis cannot use (missing, empty, incomplete runs)."""
 
@@ -200,7 +204,7 @@ def discover(directory, allow_incomplete=False, min_blocks=2):
                            f"(run the job first, e.g. `make run`)")
     if not directory.is_dir():
         raise ResultsError(f"{str(directory)!r} is not a directory")
-    paths = sorted(directory.glob("*.h5"))
+    paths = sorted(p for p in directory.glob("*.h5") if p.name != ESTIMATES_FILE)
     if not paths:
         raise ResultsError(f"no result files (*.h5) in {str(directory)!r}")
     runs, notes, bad, incomplete = [], [], [], []

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fits, transport
+from . import fits, order4, transport
 from .estimators import run_estimates
-from .io import ResultsError, RunFields, discover
+from .io import ESTIMATES_FILE, ResultsError, RunFields, discover
 from .windows import GRID, Window, WindowError, options_from_job_toml
 
 __all__ = ["RunResult", "Group", "Analysis", "analyze", "resolve_window", "format_table",
@@ -52,6 +52,11 @@ class RunResult(RunFields):
     fits: dict  # analysis.fits.run_fits
     n_open: int  # open channels at E+ (those of the conductance)
     n_open_both: tuple = ()  # open channels at E+ and E- (/layout/n_open)
+    pair_slices: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+
+    @property
+    def has_order4(self):
+        return len(self.pair_slices) > 0
 
     @property
     def fit1(self):
@@ -186,6 +191,8 @@ def resolve_window(datas, drop_slices=None, drop_diagonal=None):
 def _analyze_run(data, window):
     est = run_estimates(data)
     run_fits = fits.run_fits(est, data.x, data.cut_slices, len(data.done), window, GRID)
+    if len(data.pair_slices):  # fourth order: OLS over (a, b) with a, b, c, d distinct
+        run_fits["dn4"] = order4.jk_fit_dn4(est, data.x, data.pair_slices)
     hopping = data.run.get("hopping", (1.0, 0.4, 0.4))
     n_open = transport.open_channels(data.Ny, data.Nz, hopping, data.run.get("e_plus", 0.2))
     return RunResult(path=data.path, run=data.run, samples=data.samples,
@@ -194,7 +201,7 @@ def _analyze_run(data, window):
                      cut_slices=data.cut_slices, cut_fractions=data.cut_fractions, est=est,
                      value=est.value, error=est.error, window=window, fits=run_fits,
                      n_open=int(data.n_open[0]) if data.n_open else n_open,
-                     n_open_both=tuple(data.n_open))
+                     n_open_both=tuple(data.n_open), pair_slices=data.pair_slices)
 
 
 def _group_key(r):
@@ -349,6 +356,15 @@ def run_summary(r):
     out["c3_imag_ratio"] = _num(np.abs(r.value["C3_imag"]).max() / real) if real > 0 else None
     out["cut_slices"] = [int(c) for c in r.cut_slices]
     out["cut_x"] = [_num(r.x[c]) for c in r.cut_slices]
+    if r.has_order4:
+        out.update(_pair(f["dn4"], "dn4"))
+        out["dn4_rel_residual"] = _num(f["dn4"].full["rel_residual"])
+        out["dn4_n_points"] = int(f["dn4"].full["n_points"])
+        for key in ("cross_ratio", "free_ratio"):
+            out[f"c4_{key}"] = [_num(v) for v in np.atleast_1d(r.value[key])]
+            out[f"c4_{key}_err"] = [_num(v) for v in np.atleast_1d(r.error[key])]
+        out["pair_slices"] = [[int(c), int(d)] for c, d in r.pair_slices]
+        out["pair_x"] = [[_num(r.x[c]), _num(r.x[d])] for c, d in r.pair_slices]
     return out
 
 
@@ -479,6 +495,12 @@ def build_summary(an):
             "m3_split": "m3_coinciding = sum of C3 over index triples with two equal slices "
                         "(3 S2 - 2 S3), m3_distinct = m3 - m3_coinciding; only with the optional "
                         "fields diag_tr_g_g2, diag_tr_g3, diag_kdiag_aa_ac",
+            "dn4": "Re g4 = dn4^4 g4^Q(x_a, x_b, x_c, x_d) on the cut pairs (c, d), OLS over (a, b) "
+                   "with a, b, c, d distinct (every point once; signed fourth root); g4 = N^3 C4 "
+                   "(cube), Nx^-3 C4 (quasi-1d)",
+            "c4_cross_ratio": "per cut pair: ||crossing term {13}{24}|| / ||C4|| over (a, b) with "
+                              "a, b, c, d distinct (C4 holds the crossing with weight -1); "
+                              "c4_free_ratio: the same for C4 - free cumulant (NC(4) weights)",
             "m_exponents": "weighted log-log fit of |m| vs N (or Nx), independent runs; "
                            "*_sign is the sign of sum(m)",
             "transport": "Ohm's law over the sizes (OLS), " + transport.MFP_FORMULA,
@@ -500,6 +522,54 @@ def build_summary(an):
 def write_summary(an, path=None):
     path = Path(path) if path is not None else an.directory / "summary.json"
     path.write_text(json.dumps(an.summary, indent=1, allow_nan=False) + "\n")
+    return path
+
+
+# The arrays behind the summary, per run (`write_estimates`): name -> (meaning).
+ESTIMATE_ARRAYS = {
+    "C1": "(Nx,) connected first cumulant C1(a)",
+    "C2": "(Nx, Nx) C2(a, b)",
+    "C3": "(n_cut, Nx, Nx) Re C3(a, b, c) on the cuts",
+    "C3_imag": "(n_cut, Nx, Nx) Im C3",
+    "C4": "(n_pair, Nx, Nx) Re C4(a, b, c, d) on the cut pairs (order four only)",
+    "C4_imag": "(n_pair, Nx, Nx) Im C4",
+    "C4_cross": "(n_pair, Nx, Nx) Re of the crossing term {13}{24} (C4 holds it with weight -1)",
+    "C4_free": "(n_pair, Nx, Nx) Re of the free cumulant (NC(4) weights)",
+    "g1": "(Nx,) rescaled g1", "g2": "(Nx, Nx) rescaled g2", "g3": "(n_cut, Nx, Nx) rescaled Re g3",
+    "g4": "(n_pair, Nx, Nx) rescaled Re g4",
+    "map1": "(Nx, Nx) complex N_perp^-1 E Tr G_ab", "map2": "(n_cut, Nx, Nx) complex U(1) map",
+    "m2": "() sum of C2", "m3": "() sum of C3", "m3_distinct": "() distinct-slice part of m3",
+    "m3_coinciding": "() coinciding-slice part of m3",
+    "conductance": "() <Tr t^+ t>", "conductance_var": "() its variance", "fano": "() Fano factor",
+}
+
+
+def write_estimates(an, path=None):
+    """Every estimated array behind the summary, with its jackknife error, in one HDF5 file.
+
+    Layout: ``/runs/<result file stem>/<name>`` (bias-corrected value) and ``<name>_err``
+    (jackknife error) for the names of `ESTIMATE_ARRAYS` a run has; per run group the
+    coordinates ``x``, ``cut_slices``, ``pair_slices`` and attributes ``run`` (JSON),
+    ``samples``, ``blocks``; root attributes ``results_dir``, ``conventions`` (JSON), and
+    ``meanings`` (JSON of `ESTIMATE_ARRAYS`).
+    """
+    import h5py
+    path = Path(path) if path is not None else an.directory / ESTIMATES_FILE
+    partial = path.with_name(path.name + ".partial")
+    with h5py.File(partial, "w") as f:
+        f.attrs["results_dir"] = str(an.directory)
+        f.attrs["conventions"] = json.dumps(an.summary["conventions"])
+        f.attrs["meanings"] = json.dumps(ESTIMATE_ARRAYS)
+        for r in an.runs:
+            g = f.create_group(f"runs/{r.path.stem}")
+            g.attrs.update({"run": json.dumps(r.run), "samples": r.samples, "blocks": r.blocks_done})
+            g["x"], g["cut_slices"] = r.x, np.asarray(r.cut_slices, np.int64)
+            g["pair_slices"] = np.asarray(r.pair_slices, np.int64).reshape(-1, 2)
+            for name in ESTIMATE_ARRAYS:
+                if name in r.value:
+                    g[name] = np.asarray(r.value[name])
+                    g[f"{name}_err"] = np.asarray(r.error[name])
+    partial.replace(path)
     return path
 
 
@@ -625,6 +695,17 @@ def format_table(summary):
                              f"m3={_pm(s['m3'], s['m3_err'], 3)}  "
                              f"distinct={_pm(s['m3_distinct'], s['m3_distinct_err'], 3)}  "
                              f"coinciding={_pm(s['m3_coinciding'], s['m3_coinciding_err'], 3)}")
+    if any("dn4" in s for s in summary["runs"]):
+        lines.append("")
+        lines.append("Fourth order on cut pairs (dn4: OLS of Re g4 = dn4^4 g4^Q over a, b, c, d "
+                     "distinct; crossing = ||{13}{24}|| / ||C4||, QSSEP: no leading weight):")
+        for s in summary["runs"]:
+            if "dn4" in s:
+                pairs = ", ".join(f"({c:.2f}, {d:.2f}) crossing {_pm(v, e, 2)}" for (c, d), v, e in
+                                  zip(s["pair_x"], s["c4_cross_ratio"], s["c4_cross_ratio_err"]))
+                lines.append(f"  {s['geometry']:<8} {_size(s):<12} W={s['W']:<5g} "
+                             f"dn4={_pm(s['dn4'], s['dn4_err'], 3)} rel.res={_pm(s['dn4_rel_residual'], None, 2)}"
+                             f"  pairs z = {pairs}")
     if f["transport"]:
         lines.append("")
         lines.append("Transport: Ohm's law over the sizes (OLS) and the mean free path "

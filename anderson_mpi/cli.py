@@ -65,6 +65,13 @@ def _parser():
                       help="expected utilization of P ranks (cost model), and a block_size "
                            "suggestion when it is below 90%%")
 
+    sample = sub.add_parser("sample", help="write the potential of one sample of a run (.npy)")
+    sample.add_argument("job", help="job file (TOML)")
+    sample.add_argument("--W", type=float, nargs="+", help="select the run's W (one value)")
+    sample.add_argument("--N", type=int, nargs="+", dest="sizes", help="select the run's size (one value)")
+    sample.add_argument("--index", type=int, required=True, help="global sample index s of the run")
+    sample.add_argument("--out", required=True, help="output .npy file (refused if it exists)")
+
     info = sub.add_parser("info", help="summarize a result file")
     info.add_argument("file", help="result file (.h5)")
     info.add_argument("--json", action="store_true")
@@ -266,6 +273,37 @@ def cmd_plan(args):
     return 0
 
 
+def cmd_sample(args):
+    """The potential of sample ``--index`` of the job's one selected run, as the sweep draws it."""
+    try:
+        job, _ = load_job(args.job)
+        overrides = {"W": args.W, "sizes": args.sizes}
+        runs = make_plan(job, Path(args.job).stem, overrides)
+        if len(runs) != 1:
+            raise PlanError(f"--N/--W: the job has {len(runs)} runs ({', '.join(r.label for r in runs)}); "
+                            "select one with --N and --W")
+        run = runs[0]
+        if not 0 <= args.index < run.samples:
+            raise PlanError(f"--index: must lie in [0, {run.samples}) for {run.label}, got {args.index}")
+        out = Path(args.out)
+        if out.suffix != ".npy":
+            raise PlanError(f"--out: expected a .npy file name, got {out}")
+        if out.exists():
+            raise PlanError(f"--out: {out} exists (nothing is overwritten)")
+        if not out.parent.is_dir():
+            raise PlanError(f"--out: directory {out.parent} does not exist")
+    except PlanError as err:
+        _fail(str(err))
+    import numpy as np
+    from .sweep import potential
+    V = potential(run, args.index)
+    np.save(out, V)
+    block = args.index // run.block_size
+    print(f"{out}: V of sample {args.index} (block {block}) of {run.label}, shape {V.shape}, "
+          f"uniform in [-W/2, W/2] with W = {run.W:g}")
+    return 0
+
+
 def cmd_info(args):
     from .store import read_summary
     if not Path(args.file).is_file():
@@ -302,7 +340,7 @@ def cmd_info(args):
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "plan": cmd_plan, "info": cmd_info}[args.command](args)
+        return {"run": cmd_run, "plan": cmd_plan, "info": cmd_info, "sample": cmd_sample}[args.command](args)
     except BrokenPipeError:  # `anderson-mpi plan ... | head`
         sys.stderr.close()
         return 0

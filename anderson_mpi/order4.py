@@ -46,7 +46,7 @@ the delete-one-block jackknife of `analysis.estimators` removes (to O(1/n^2) for
 quartic functions of the means). The per-sample fields themselves are exact (no bias, no
 approximation): `tests/test_order4.py` checks every one against dense Gneq matrices to 1e-10.
 
-Cost and memory (`bench_order4`): per cut pair, 11 complex products of the size
+Cost and memory (`anderson_mpi.bench.order4`, ``make bench``): per cut pair, 11 complex products of the size
 ``Nx N_perp^2 M`` of one cut's work (each ~0.37 recursions at N = 16; 8 for the consecutive
 terms, 3 for the crossing), plus ``1 + n_orb / N`` of them for ``c4_p13``, the one part that
 grows like ``N^8`` in the cube (``n_orb ~ N^2 / 8``); the Grams over (a, b) and everything else
@@ -62,9 +62,6 @@ Pure numpy/scipy: arrays in, arrays out; no MPI, no files.
 """
 from __future__ import annotations
 
-import argparse
-import time
-import tracemalloc
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +69,7 @@ import numpy as np
 from .moments import cut_slices
 
 __all__ = ["Carry", "pair_slices", "order4_field_shapes", "order4_observables",
-           "order4_block_sums", "bench_order4"]
+           "order4_block_sums"]
 
 # Bound on the temporaries of one block of transverse momenta (bytes), relative to the mode
 # matrix: chunks of rows make the working set about this fraction of one mode matrix.
@@ -387,93 +384,3 @@ def order4_block_sums(samples, pair_slices, orbit_index, n_orbits):
         sums = obs if sums is None else {k: sums[k] + v for k, v in obs.items()}
         n += 1
     return sums, n
-
-
-# --- benchmark -------------------------------------------------------------------------------
-
-def bench_order4(sizes=(8, 12, 16), cuts4=((0.25, 0.75),), W=6.0, repeats=3, log=print):
-    """Cost of one cut pair relative to one recursion (`mode_matrices`), cube, 1 BLAS thread.
-
-    Everything is timed alternately in each repeat (best of ``repeats``): the recursion, one
-    pair with the crossing (a sample with a previous one) in both memory modes, one pair
-    without the crossing (the first sample of a block), and the orbit-pair sums ``c4_p13`` on
-    their own. Memory: the tracemalloc peak of the call above its inputs (numpy arrays,
-    outputs included; BLAS's own buffers are not traced), in MB and in mode matrices
-    (``Nx N_perp M`` complex); the carry (a reference to the previous ``phi_k``) is not
-    counted. Prints a table, asserts nothing; returns the rows.
-    """
-    from threadpoolctl import threadpool_limits
-
-    from .transfer import mode_matrices
-    from .system import DEFAULT_HOPPING, transverse_fft
-    from .moments import k_orbits
-
-    rows = []
-    with threadpool_limits(1):
-        log("\n== Order four: one cut pair versus one recursion (cube, W = %g, 1 BLAS thread) ==" % W)
-        log("(timed alternately, best of %d; ratio = seconds / recursion seconds; peak = tracemalloc "
-            "above the inputs, in MB and in mode matrices)" % repeats)
-        log(f"{'N':>4} {'n_orb':>5} {'recursion s':>11} {'pair s':>8} {'ratio':>6} {'hold-G s':>8} "
-            f"{'ratio':>6} {'1st ratio':>9} {'p13 ratio':>9} {'peak MB':>8} {'/Phi':>5} {'hold /Phi':>9}")
-        rng = np.random.default_rng(3)
-        for N in sizes:
-            V = [rng.uniform(-W / 2, W / 2, (N, N, N)) for _ in range(2)]
-            modes = [mode_matrices(v) for v in V]
-            phik = [transverse_fft(m.phi, N, N, axis=1) for m in modes]
-            oi, osz = k_orbits(N, N, DEFAULT_HOPPING)
-            pairs = pair_slices(N, cuts4)
-            carry = Carry(phik[0], modes[0].signature)
-            orbits = _Orbits(oi, len(osz), N * N)
-            out = np.empty((N, N, len(osz), len(osz)), dtype=complex)
-
-            def run(prev, low_memory=True):
-                return order4_observables(None, phik[1], modes[1].signature, pairs, oi, len(osz),
-                                          prev, low_memory=low_memory)
-
-            def p13_only():
-                P, s = phik[1], modes[1].signature
-                c, d = pairs[0]
-                _p13(P, s, (P[c] * s) @ P[d].conj().T, orbits, out)
-
-            run(carry)  # warm up
-            t = {k: [] for k in ("rec", "pair", "hold", "first", "p13")}
-            for _ in range(repeats):
-                for key, func in (("rec", lambda: mode_matrices(V[1])), ("pair", lambda: run(carry)),
-                                  ("hold", lambda: run(carry, False)), ("first", lambda: run(None)),
-                                  ("p13", p13_only)):
-                    t0 = time.perf_counter()
-                    func()
-                    t[key].append(time.perf_counter() - t0)
-            best = {k: min(v) / (len(pairs) if k in ("pair", "hold", "first") else 1) for k, v in t.items()}
-            peaks = []
-            for low_memory in (True, False):
-                tracemalloc.start()
-                base = tracemalloc.get_traced_memory()[0]
-                run(carry, low_memory)
-                peaks.append((tracemalloc.get_traced_memory()[1] - base) / 2**20)
-                tracemalloc.stop()
-            mode_mb = phik[1].nbytes / 2**20
-            rec = best["rec"]
-            row = dict(N=N, n_orb=len(osz), recursion=rec, pair=best["pair"], hold=best["hold"],
-                       first=best["first"], p13=best["p13"], pair_ratio=best["pair"] / rec,
-                       hold_ratio=best["hold"] / rec, first_ratio=best["first"] / rec,
-                       p13_ratio=best["p13"] / rec, peak_mb=peaks[0], peak_modes=peaks[0] / mode_mb,
-                       hold_peak_modes=peaks[1] / mode_mb)
-            rows.append(row)
-            log(f"{N:4d} {len(osz):5d} {rec:11.4f} {best['pair']:8.4f} {row['pair_ratio']:6.2f} "
-                f"{best['hold']:8.4f} {row['hold_ratio']:6.2f} {row['first_ratio']:9.2f} "
-                f"{row['p13_ratio']:9.2f} {peaks[0]:8.1f} {row['peak_modes']:5.2f} "
-                f"{row['hold_peak_modes']:9.2f}")
-    return rows
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="order-4 observables: cost per cut pair")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 12, 16])
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
-    bench_order4(args.sizes, repeats=args.repeats)
-
-
-if __name__ == "__main__":
-    main()

@@ -23,7 +23,7 @@ from .config import run_key
 from .moments import BlockState, layout_for, sample_observables
 from .parallel import OneLineError, blas_info, limit_blas_threads, worker_groups
 from .progress import ProgressLog, slurm_info
-from .scheduler import Coordinator, work_items
+from .scheduler import Coordinator, block_cost, work_items
 from .schema import block_fields
 from .store import BlockResult, StoreError
 from .system import ScatteringSetup
@@ -136,27 +136,37 @@ def compute_block(ctx, block, rank=0, between_samples=None):
 
 
 class _Progress:
-    """Rank 0's account of the job: structured records per run, and throttled log lines."""
+    """Rank 0's account of the job: structured records per run, and throttled log lines.
 
-    def __init__(self, runs, files, log, total_samples, done_samples):
+    The ETA counts work in the cost model's units (`anderson_mpi.scheduler.block_cost`), not
+    samples: the pool computes the most expensive blocks first, so samples per second rise
+    through a job.
+    """
+
+    def __init__(self, runs, files, log, pending):
         self.runs, self.log = runs, log
         self.logs = [ProgressLog(run.path, active=True, warn=log.warning) for run in runs]
         self.attempts = [f.attempt for f in files]
-        self.total, self.done, self.computed = total_samples, done_samples, 0
+        self.total = sum(r.samples for r in runs)
+        self.todo_samples = sum(len(runs[i].block_samples(b)) for i, bs in pending.items() for b in bs)
+        self.done = self.total - self.todo_samples
+        self.work = sum(block_cost(runs[i], b) for i, bs in pending.items() for b in bs)
+        self.work_done = 0.0
         self.start = self.last = time.perf_counter()
 
     def block(self, record):
         i = record.pop("run_index")
         self.logs[i].write("block", run=self.runs[i].label, attempt=self.attempts[i], **record)
         self.done += record["samples"]
-        self.computed += record["samples"]
+        self.work_done += block_cost(self.runs[i], record["block"])
         now = time.perf_counter()
         if now - self.last >= 5.0 or self.done == self.total:
             self.last = now
-            rate = self.computed / (now - self.start)
-            eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-            self.log.info("job: samples %d/%d, %.2f samples/s, ETA %s", self.done, self.total, rate,
-                          _hms(eta))
+            elapsed = now - self.start
+            eta = elapsed * (self.work - self.work_done) / self.work_done if self.work_done else float("nan")
+            self.log.info("job: samples %d/%d, %.2f samples/s, %.0f%% of the work, ETA %s",
+                          self.done, self.total, (self.done - self.total + self.todo_samples) / elapsed,
+                          100 * self.work_done / self.work if self.work else 100.0, _hms(eta))
 
 
 def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=False):
@@ -214,9 +224,7 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
     items = work_items(runs, pending) if comm.rank == 0 else []
     progress = None
     if comm.rank == 0:
-        total = sum(r.samples for r in runs)
-        todo = sum(len(runs[i].block_samples(b)) for i, blocks in pending.items() for b in blocks)
-        progress = _Progress(runs, files, log, total, total - todo)
+        progress = _Progress(runs, files, log, pending)
         log.info("job: %d pending block(s) of %d run(s) dealt to %d worker(s) of %d rank(s), "
                  "largest first", len(items), len(runs), n_groups, comm.size)
     coordinator = Coordinator(comm, list(range(0, comm.size, group_size)), items,

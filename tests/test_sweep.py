@@ -121,8 +121,9 @@ def test_simulated_dealing():
 # --- (a) rank-count independence ------------------------------------------------------------
 
 def test_totals_independent_of_rank_count(tmp_path):
-    """Runs of two sizes in one pool, a short last block: the same totals, bit for bit."""
-    job = write_job(tmp_path / "small.toml", sizes="[4, 5]")
+    """Runs of two sizes in one pool, a short last block, fourth-order cut pairs (whose crossing
+    terms pair consecutive samples of a block): the same totals, bit for bit."""
+    job = write_job(tmp_path / "small.toml", sizes="[4, 5]", cuts4="[[0.25, 0.75], [0.5, 0.1]]")
     totals = {}
     for np_ in (1, 2, 3, 4):
         out = tmp_path / f"np{np_}"
@@ -297,7 +298,8 @@ def test_resume_of_a_complete_run_recomputes_nothing(tmp_path):
 
 def test_random_interruptions_then_resume_are_exact(tmp_path):
     """SIGKILL or SIGTERM at random points of a pool of three runs, resumed each time."""
-    job = write_job(tmp_path / "pool.toml", sizes="[4, 6, 7]", samples=34, block_size=3)
+    job = write_job(tmp_path / "pool.toml", sizes="[4, 6, 7]", samples=34, block_size=3,
+                    cuts4="[[0.3, 0.7]]")
     out, reference = tmp_path / "interrupted", tmp_path / "reference"
     paths = [out / f"cube_N{N}_W6.h5" for N in (4, 6, 7)]
     rng = np.random.default_rng(2026)
@@ -366,6 +368,30 @@ def test_bad_sample_stops_the_run_and_is_never_summed(tmp_path, fault, message):
             assert done[2] == 0  # the block holding sample 8 never counts
         else:
             assert done.sum() == 0
+
+
+def test_sample_command_writes_the_sweeps_potential(tmp_path):
+    """`anderson-mpi sample` gives the very sample the sweep summed: its observables equal the
+    row of its block (blocks of one sample)."""
+    job = write_job(tmp_path / "one.toml", samples=3, block_size=1, W="[2.0, 6.0]")
+    assert run_cli(["run", job, "--out", tmp_path / "out", "--W", 6.0]).returncode == 0
+    path = tmp_path / "V2.npy"
+    proc = run_cli(["sample", job, "--W", 6.0, "--index", 2, "--out", path])
+    assert proc.returncode == 0, proc.stderr
+    V = np.load(path)
+    run = make_plan({"geometry": "cube", "sizes": [4], "W": [6.0], "samples": 3, "block_size": 1,
+                     "seed": 7, "cuts": [0.3, 0.9]}, "t")[0]
+    assert np.array_equal(V, potential(run, 2))
+    from anderson_mpi.moments import make_layout, sample_observables
+    obs = sample_observables(am.mode_matrices(V), make_layout(4, 4, 4, run.hopping, run.cuts))
+    with h5py.File(tmp_path / "out" / "cube_N4_W6.h5", "r") as f:
+        assert np.array_equal(f["blocks/tr_gg"][2], obs["tr_gg"])
+    again = run_cli(["sample", job, "--W", 6.0, "--index", 2, "--out", path])
+    assert again.returncode == 2 and "exists" in again.stderr  # nothing overwritten
+    both = run_cli(["sample", job, "--index", 0, "--out", tmp_path / "x.npy"])
+    assert both.returncode == 2 and "--W" in both.stderr and not (tmp_path / "x.npy").exists()
+    far = run_cli(["sample", job, "--W", 6.0, "--index", 3, "--out", tmp_path / "y.npy"])
+    assert far.returncode == 2 and "--index" in far.stderr
 
 
 def test_info_and_plan_commands(tmp_path):
