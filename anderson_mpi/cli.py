@@ -327,6 +327,9 @@ def cmd_info(args):
           + ("" if n_plus == n_minus == run["Ny"] * run["Nz"] else " (the others evanescent)"))
     print(f"  progress   blocks {summary['blocks_done']}/{summary['n_blocks']}, samples "
           f"{summary['samples_done']}/{summary['samples']}, complete={summary['complete']}")
+    if summary["samples_done"]:
+        print(f"  work       {summary['attempts']} attempt(s), {summary['compute_seconds']:.1f} s of compute, "
+              f"{summary['seconds_per_sample']:.4g} s per sample")
     print(f"  version    code {summary['code_version']}, schema {summary['schema_version']}, "
           f"created {summary['created']}")
     if summary["samples_done"]:
