@@ -733,10 +733,10 @@ def fig_g4_lines(an, rec):
     grid = _grid()
     pts = np.stack(np.broadcast_arrays(grid, yq, big.x[c], big.x[d]), axis=-1)
     rec.add(panel="g4_line", series="QSSEP", kind="qssep", N=big.Nx, W=big.W, x=grid, y=yq,
-            z=big.x[c], z2=big.x[d], value=qssep.g(4, pts, float(dn4)) if np.isfinite(dn4) else np.nan)
+            z=big.x[c], z2=big.x[d], value=order4.qssep_g4(pts, float(dn4)) if np.isfinite(dn4) else np.nan)
     return order4.fig_g4_lines(series, ys=(0.5,), dn4=dn4, dn4_err=dn4_err,
-                               title=f"g4 on the cut pair, {group.label} (dashed: QSSEP at the "
-                                     f"headline dn4 of {big.size_label})",
+                               title=f"g4 on a cut pair, {group.label}; dashed: QSSEP at the "
+                                     f"headline dn4 ({big.size_label})",
                                ylabel=_gname(group.geometry, 4))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from . import qssep
 from .estimators import cumulants4, jackknife, rescale_power
 
-__all__ = ["order4_estimates", "g4_shape_on_pair", "distinct_mask", "fit_dn4", "jk_fit_dn4",
+__all__ = ["order4_estimates", "g4_shape_on_pair", "qssep_g4", "distinct_mask", "fit_dn4", "jk_fit_dn4",
            "fig_g4_lines", "fig_crossing_map"]
 
 
@@ -63,6 +63,16 @@ def g4_shape_on_pair(x, c, d):
     x = np.asarray(x, float)
     pts = np.stack(np.broadcast_arrays(x[:, None], x[None, :], x[c], x[d]), axis=-1)
     return qssep.g(4, pts, 1.0)
+
+
+def qssep_g4(points, dn4):
+    """QSSEP's g4 at the fitted *signed* dn^(4): ``sign(dn4) |dn4|^4 g4^Q(.; 1)``.
+
+    `fit_dn4` fits ``Re g4 = t g4^Q(.; 1)`` with any sign of t and reports the signed fourth
+    root; the curve it stands for is ``t g4^Q``, which ``qssep.g(4, ., dn4)`` (even in dn)
+    would give with the wrong sign for t < 0.
+    """
+    return float(np.sign(dn4) * abs(dn4) ** 4) * qssep.g(4, points, 1.0)
 
 
 def distinct_mask(nx, c, d):
@@ -162,7 +172,7 @@ def fig_g4_lines(series, ys=(0.5,), dn4=np.nan, dn4_err=np.nan, title=None, ylab
             pts = np.stack(np.broadcast_arrays(grid, *last), axis=-1)
             lab = rf"QSSEP, $\Delta n^{{(4)}} = {dn4:.3g}$"
             lab += f" ± {dn4_err:.2g}" if np.isfinite(dn4_err) else ""
-            ax.plot(grid, qssep.g(4, pts, float(dn4)), color="k", ls="--", lw=1.0, label=lab)
+            ax.plot(grid, qssep_g4(pts, float(dn4)), color="k", ls="--", lw=1.0, label=lab)
         ax.axhline(0, color="0.7", lw=0.5)
         ax.set_xlabel("$x$")
         ax.set_ylabel(ylabel)
@@ -198,15 +208,15 @@ def fig_crossing_map(x, g4, g4_cross, c, d, dn4=np.nan, title=None):
     nx = len(x)
     h = 0.5 / nx
     ext = [x[0] - h, x[-1] + h, x[-1] + h, x[0] - h]
-    vmax = float(np.nanmax(np.abs(np.concatenate([g4.ravel(), g4_cross.ravel()])))) or 1.0
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, arr, name in ((axes[0], g4, "$g_4$ (all 15 partitions)"),
-                          (axes[1], g4_cross, "crossing term {13}{24} (enters $g_4$ with $-1$)")):
+                          (axes[1], g4_cross, "crossing {13}{24} (own scale)")):
+        vmax = float(np.nanmax(np.abs(arr))) or 1.0  # each its own scale: the crossing is tiny
         im = ax.imshow(arr, extent=ext, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
         fig.colorbar(im, ax=ax, shrink=0.85)
         ax.set_title(name, fontsize=10)
     if np.isfinite(dn4):
-        axes[0].contour(x, x, qssep.g(4, np.stack(np.broadcast_arrays(
+        axes[0].contour(x, x, qssep_g4(np.stack(np.broadcast_arrays(
             x[:, None], x[None, :], x[c], x[d]), axis=-1), float(dn4)),
             levels=7, colors="k", linestyles="dashed", linewidths=0.6)
     with np.errstate(divide="ignore", invalid="ignore"):

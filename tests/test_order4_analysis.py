@@ -193,3 +193,12 @@ def test_order_four_through_the_sweep_and_the_analysis(tmp_path):
     for name in ("fig_g4_lines", "fig_g4_crossing"):
         for ext in ("png", "pdf", "csv"):
             assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
+
+
+def test_the_qssep_curve_has_the_sign_of_the_fit():
+    """A negative fitted t = dn4^4 (signed fourth root) draws -|t| g4^Q, not +|t| g4^Q."""
+    from analysis.order4 import qssep_g4
+    pts = np.array([[0.2, 0.5, 0.25, 0.75], [0.6, 0.5, 0.25, 0.75]])
+    shape = qssep.g(4, pts, 1.0)
+    assert np.allclose(qssep_g4(pts, -0.9), -0.9**4 * shape)
+    assert np.allclose(qssep_g4(pts, 0.9), 0.9**4 * shape)
