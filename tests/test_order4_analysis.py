@@ -11,16 +11,7 @@ from analysis.order4 import (distinct_mask, fig_crossing_map, fig_g4_lines, fit_
 from anderson_mpi.order4 import order4_field_shapes
 
 
-def eq5(n, x, dn):
-    """SPEC eq. (5), written out independently."""
-    if n == 1:
-        return dn * x[..., 0]
-    if n == 2:
-        a, b = x[..., 0], x[..., 1]
-        return dn**2 * (np.minimum(a, b) - a * b)
-    a, b, c = x[..., 0], x[..., 1], x[..., 2]
-    return dn**3 * (np.minimum(a, np.minimum(b, c)) - a * np.minimum(b, c)
-                    - b * np.minimum(c, a) - c * np.minimum(a, b) + 2 * a * b * c)
+from test_qssep import _eq5 as eq5  # noqa: E402  (SPEC eq. (5), written out independently)
 
 
 def set_partitions(items):
