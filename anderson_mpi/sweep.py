@@ -52,7 +52,6 @@ class RunContext:
     layout: object
     solve: object          # V -> ModeMatrices
     fields: dict
-    group_comm: object = None
     observe: bool = True   # False on the non-leading ranks of a PETSc group
 
 
@@ -71,7 +70,7 @@ def make_context(run, group_comm=None, blas_threads=1):
         solve = lambda V: solve_mode_matrices(V, setup)  # noqa: E731
         observe = True
     return RunContext(run=run, setup=setup, layout=layout, solve=solve,
-                      fields=block_fields(layout), group_comm=group_comm, observe=observe)
+                      fields=block_fields(layout), observe=observe)
 
 
 def compute_block(ctx, block, rank=0, between_samples=None):
@@ -197,7 +196,7 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
     from .store import RunFile
 
     group_size = runs[0].petsc_group_size if runs[0].solver == "petsc" else 1
-    group_comm, group, n_groups = worker_groups(comm, group_size)
+    group_comm, _, n_groups = worker_groups(comm, group_size)
     leader = group_comm.rank == 0
     contexts = [make_context(run, group_comm, blas_threads) for run in runs]
 
