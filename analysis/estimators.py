@@ -1,7 +1,7 @@
 """Connected cumulants of Gneq from block sums, bias-corrected, with jackknife errors.
 
 Every estimator is a function of the sample means ``M[f] = (sum of the done blocks of f) / n``
-of the stored per-sample observables (`anderson_mpi.schema.block_fields`). Connected parts
+of the stored per-sample observables (`anderson_mpi.observables.block_fields`). Connected parts
 are products of means and carry an O(1/n) bias; the delete-one-*block* jackknife removes it
 and gives the error bars. The machinery is generic:
 
@@ -410,7 +410,7 @@ def run_estimates(data):
     return jackknife(data.blocks, data.n_per_block, func, key=str(data.path))
 
 
-# --- fourth order on cut pairs (SPEC 3b; fields of anderson_mpi.order4) ---------------------
+# --- fourth order on cut pairs (SPEC 3b; fields of anderson_mpi.observables.cutpairs) ---------------------
 
 # The 15 set partitions of the factors (X1, X2, X3, X4) = (G_ab, G_bc, G_cd, G_da), 0-based,
 # with the labels of C4_terms (factors numbered 1..4 around the cycle); "13|24" is the one
@@ -452,8 +452,8 @@ def cumulants4(M, n_perp, orbit_size, pair_slices):
     Parameters
     ----------
     M : Means
-        Sample means of the fields of `anderson_mpi.order4.order4_field_shapes` and of
-        ``mean_k`` (`anderson_mpi.moments`).
+        Sample means of the fields of `anderson_mpi.observables.cutpairs.order4_field_shapes` and of
+        ``mean_k`` (`anderson_mpi.observables`).
     n_perp : int
     orbit_size : (n_orb,) int
     pair_slices : (n_pairs, 2) int

@@ -1,7 +1,7 @@
 """Reading anderson_mpi result files for the analysis (serial h5py, read-only).
 
 A result directory holds one HDF5 file per run; every dataset, the schema version and the rule
-"which blocks count" come from `anderson_mpi.schema`, so a file of another schema version is
+"which blocks count" come from `anderson_mpi.io.schema`, so a file of another schema version is
 refused by name. Only the counted blocks carry data; a run is *complete* when every block
 counts and ``/totals/valid`` is 1. The analysis refuses incomplete runs unless told otherwise
 (``allow_incomplete``), and always names the files it refuses.
@@ -17,17 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from anderson_mpi.errors import ResultsError
+from anderson_mpi.io import schema
+
 __all__ = ["ResultsError", "DoneBlocks", "RunData", "open_run", "discover"]
-
-from anderson_mpi import schema
-
 
 # What `python -m analysis DIR` writes next to the result files (analysis.report.write_estimates).
 ESTIMATES_FILE = "estimates.h5"
-
-
-class ResultsError(RuntimeError):
-    """A results directory the analysis cannot use (missing, empty, incomplete runs)."""
 
 
 class DoneBlocks:

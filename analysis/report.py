@@ -193,14 +193,12 @@ def _analyze_run(data, window):
     run_fits = fits.run_fits(est, data.x, data.cut_slices, len(data.done), window, GRID)
     if len(data.pair_slices):  # fourth order: OLS over (a, b) with a, b, c, d distinct
         run_fits["dn4"] = order4.jk_fit_dn4(est, data.x, data.pair_slices)
-    hopping = data.run.get("hopping", (1.0, 0.4, 0.4))
-    n_open = transport.open_channels(data.Ny, data.Nz, hopping, data.run.get("e_plus", 0.2))
     return RunResult(path=data.path, run=data.run, samples=data.samples,
                      samples_planned=data.samples_planned, blocks_done=len(data.done),
                      n_blocks=data.n_blocks, complete=data.complete, x=data.x,
                      cut_slices=data.cut_slices, cut_fractions=data.cut_fractions, est=est,
                      value=est.value, error=est.error, window=window, fits=run_fits,
-                     n_open=int(data.n_open[0]) if data.n_open else n_open,
+                     n_open=int(data.n_open[0]),
                      n_open_both=tuple(data.n_open), pair_slices=data.pair_slices)
 
 

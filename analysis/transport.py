@@ -28,27 +28,11 @@ import numpy as np
 from .estimators import combine
 from .fits import lstsq
 
-__all__ = ["open_channels", "fit_ohm", "jk_fit_ohm", "MFP_FORMULA"]
+__all__ = ["fit_ohm", "jk_fit_ohm", "MFP_FORMULA"]
 
 MFP_FORMULA = ("ell = sigma A / n_open (Landauer conductance with a series contact resistance, "
                "1/g = 1/n_open + L/(n_open ell); = sigma when every channel is open; "
                "isotropic 3d continuum: ell = (4/3) ell_tr)")
-
-
-def _ring_band(n, t):
-    """Transverse eigenvalues of one periodic direction (SPEC section 1)."""
-    if n >= 3:
-        return 2.0 * t * np.cos(2.0 * np.pi * np.arange(n) / n)
-    if n == 2:
-        return np.array([t, -t])
-    return np.zeros(1)
-
-
-def open_channels(Ny, Nz, hopping, energy):
-    """Number of propagating lead channels, ``|E + eps_k| < 2 tx`` (SPEC section 1)."""
-    tx, ty, tz = (float(t) for t in hopping)
-    eps = np.add.outer(_ring_band(int(Ny), ty), _ring_band(int(Nz), tz)).ravel()
-    return int(np.sum(np.abs(energy + eps) < 2.0 * tx))
 
 
 def fit_ohm(geometry, sizes, g, n_perp, n_open):

@@ -23,14 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anderson_mpi.errors import WindowError
+
 __all__ = ["Window", "DEFAULT", "GRID", "slice_mask", "g1_mask", "g2_mask", "g3_cut_mask",
            "g3_line_mask", "options_from_job_toml", "WindowError"]
 
 JOB_KEYS = ("drop_slices", "drop_diagonal")
-
-
-class WindowError(ValueError):
-    """A bad window value (negative, not an integer) or an unreadable ``[analysis]`` table."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Command line: ``anderson-mpi run | info | plan`` (also ``python -m anderson_mpi``).
+"""Command line: ``anderson-mpi run | plan | sample | info`` (also ``python -m anderson_mpi``).
 
 What the user typed is validated before MPI starts, identically on every rank; what the file
 system decides (existing outputs, their schema and physics on --resume, the output
@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from .config import PlanError, load_job, make_plan
+from .errors import BadInput, PlanError, SchemaError
+from .run.config import load_job, make_plan
 
 EXIT_BAD_INPUT = 2
 
@@ -56,14 +57,19 @@ def _parser():
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue existing result files")
     mode.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    run.add_argument("--memory-per-rank", metavar="SIZE",
+                     help="memory a rank may use, e.g. 16G (default: detected from the node, its "
+                          "cgroup and Slurm; the job key memory_per_rank does the same)")
+    run.add_argument("--break-lock", action="store_true",
+                     help="take over the output locks even if their job may still run (after a lost node)")
 
     plan = sub.add_parser("plan", help="print the resolved runs of a job")
     plan_options(plan)
     plan.add_argument("--json", action="store_true", help="one JSON object per run")
     plan.add_argument("--field", help="print the distinct values of one run field, one per line")
     plan.add_argument("--ranks", type=int, metavar="P",
-                      help="expected utilization of P ranks (cost model), and a block_size "
-                           "suggestion when it is below 90%%")
+                      help="expected utilization of P ranks and the job's wall time (cost model), "
+                           "and a block_size suggestion when it is below 90%%")
 
     sample = sub.add_parser("sample", help="write the potential of one sample of a run (.npy)")
     sample.add_argument("job", help="job file (TOML)")
@@ -80,14 +86,14 @@ def _parser():
 
 def _plan(args):
     job, text = load_job(args.job)
-    overrides = {"W": args.W, "sizes": args.sizes, "samples": args.samples, "output": args.output}
+    overrides = {"W": args.W, "sizes": args.sizes, "samples": args.samples, "output": args.output,
+                 "memory_per_rank": getattr(args, "memory_per_rank", None)}
     return make_plan(job, Path(args.job).stem, overrides), text
 
 
 def _check_outputs(runs, resume, overwrite):
     """Refuse to overwrite by accident, and refuse a resume whose schema or physics differs."""
-    from .schema import SchemaError
-    from .store import read_physics
+    from .io.store import read_physics
     for run in runs:
         path = Path(run.path)
         if path.exists() and not (resume or overwrite):
@@ -135,8 +141,8 @@ def _prepare_outputs(runs, resume, overwrite, job_text):
     are removed again, and they are empty).
     """
     import shutil
-    from .moments import make_layout
-    from .schema import file_bytes
+    from .io.schema import file_bytes
+    from .run.cost import run_layout
     _check_outputs(runs, resume, overwrite)
     created = _make_directories(list(dict.fromkeys(Path(run.path).parent for run in runs)))
     try:
@@ -145,7 +151,7 @@ def _prepare_outputs(runs, resume, overwrite, job_text):
             if resume and Path(run.path).exists():
                 continue  # a resumed file already has its full size on disk
             directory = Path(run.path).parent
-            layout = make_layout(run.Nx, run.Ny, run.Nz, run.hopping, run.cuts, run.m3_split, run.cuts4)
+            layout = run_layout(run)
             entry = needed.setdefault(os.stat(directory).st_dev, [directory, 0, 0])
             entry[1] += file_bytes(layout, run.n_blocks, job_text)
             entry[2] += 1
@@ -162,41 +168,57 @@ def _prepare_outputs(runs, resume, overwrite, job_text):
 
 def cmd_run(args):
     # Validation that reads only the job file and the arguments runs on every rank alike, before
-    # MPI starts; what depends on the file system is decided on rank 0 and broadcast (below).
+    # MPI starts; what depends on the machine (memory) is decided collectively, what depends on
+    # the file system (locks, existing outputs, space) on rank 0 and broadcast (below).
     try:
         runs, text = _plan(args)
     except PlanError as err:
         _fail(str(err))
 
     threads = int(os.environ.get("ANDERSON_MPI_BLAS_THREADS", "1"))
-    from .parallel import abort_on_error, get_logger, install_stop_handlers, limit_blas_threads
+    from .run.mpi import abort_on_error, get_logger, install_stop_handlers, limit_blas_threads
     limit_blas_threads(threads)  # one BLAS thread per rank unless told otherwise
 
     from mpi4py import MPI
-    from .store import require_parallel_h5py
-    from .sweep import ONE_LINE_ERRORS, execute_job
+    from .io.lock import JobLocks
+    from .io.store import require_parallel_h5py
+    from .run.executor import execute_job
+    from .run.memory import available_per_rank, check_memory
 
     comm = MPI.COMM_WORLD
-    install_stop_handlers(comm)
+    locks = JobLocks([run.path for run in runs], break_locks=args.break_lock) if comm.rank == 0 else None
+    install_stop_handlers(comm, on_stop=locks.release if locks else None)
     problem = None
     for run in runs:
         if run.solver == "petsc" and comm.size % run.petsc_group_size:
             problem = (f"petsc_group_size: {run.petsc_group_size} does not divide the number of "
                        f"ranks ({comm.size})")
+    # before anything of a run's size is allocated: the same decision on every rank
+    available, why = available_per_rank(comm, runs[0].memory_per_rank)
+    if problem is None:
+        try:
+            check_memory(runs, available, why)
+        except BadInput as err:
+            problem = str(err)
     if problem is None and comm.rank == 0:
         try:
+            locks.acquire()
             _prepare_outputs(runs, args.resume, args.overwrite, text)
-        except PlanError as err:
+        except BadInput as err:
+            locks.release()
             problem = str(err)
     problem = comm.bcast(problem, root=0)
     if problem is not None:
         _fail(problem, comm.rank)
 
     log = get_logger(comm)
-    abort_on_error(comm, require_parallel_h5py)
+    on_abort = locks.release if locks else None
+    abort_on_error(comm, require_parallel_h5py, on_abort=on_abort)
     resumes = [bool(args.resume and Path(run.path).exists()) for run in runs]
     abort_on_error(comm, execute_job, runs, comm, text, resumes, log, threads,
-                   resume_flag=args.resume, one_line=ONE_LINE_ERRORS)
+                   resume_flag=args.resume, on_abort=on_abort)
+    if locks:
+        locks.release()
     return 0
 
 
@@ -206,7 +228,7 @@ def utilization_report(runs, ranks, target=0.9):
     The whole job is one pool when it runs as one ``anderson-mpi run``; slurm/sweep_W.sh runs
     one array task per W, each a pool of that W's runs on its own ranks.
     """
-    from .scheduler import suggest_block_size, utilization_of_plan
+    from .run.scheduler import suggest_block_size, utilization_of_plan
     group = runs[0].petsc_group_size if runs[0].solver == "petsc" else 1
     pools = {"whole job": runs}
     by_w = {}
@@ -216,8 +238,9 @@ def utilization_report(runs, ranks, target=0.9):
         pools.update({f"W = {w:g} (one Slurm array task)": rs for w, rs in by_w.items()})
     report = {"ranks": ranks, "workers": max(ranks // group, 1), "target": target, "pools": []}
     for name, pool in pools.items():
+        makespan, utilization = utilization_of_plan(pool, ranks, group, makespan=True)
         entry = {"pool": name, "runs": len(pool), "blocks": sum(r.n_blocks for r in pool),
-                 "utilization": utilization_of_plan(pool, ranks, group),
+                 "utilization": utilization, "makespan": makespan,
                  "utilization_rounds": utilization_of_plan(pool, ranks, group, lockstep=True)}
         if entry["utilization"] < target:
             entry["suggested_block_size"], entry["suggested_utilization"] = suggest_block_size(
@@ -226,9 +249,38 @@ def utilization_report(runs, ranks, target=0.9):
     return report
 
 
+def run_costs(runs):
+    """Per run: the cost model's seconds per sample and per block, and the memory per rank."""
+    from .run.cost import memory_per_rank, mode_columns, sample_cost, sample_seconds
+    out = []
+    for run in runs:
+        cost = sample_cost(run)
+        seconds = sample_seconds(run)
+        out.append({"run": run.label, "samples": run.samples, "blocks": run.n_blocks,
+                    "block_size": run.block_size, "mode_columns": mode_columns(run),
+                    "cost_per_sample": {"gemm": cost.gemm, "batched": cost.batched, "lu": cost.lu,
+                                        "calls": cost.calls},
+                    "seconds_per_sample": seconds, "seconds_per_block": seconds * run.samples / run.n_blocks,
+                    "core_hours": seconds * run.samples / 3600, "memory_per_rank": memory_per_rank(run)})
+    return out
+
+
+def _print_costs(costs):
+    from .run.memory import format_size
+    print(f"{'run':34s} {'samples':>7s} {'blocks':>6s} {'s/sample':>9s} {'s/block':>9s} "
+          f"{'core-h':>8s} {'memory/rank':>11s}")
+    for c in costs:
+        print(f"{c['run']:34s} {c['samples']:7d} {c['blocks']:6d} {c['seconds_per_sample']:9.3g} "
+              f"{c['seconds_per_block']:9.3g} {c['core_hours']:8.3g} {format_size(c['memory_per_rank']):>11s}")
+    print("(cost model at the reference machine's rates, one BLAS thread per rank; "
+          "docs/architecture.md, \"Cost model\")")
+
+
 def _print_utilization(report):
+    hours = report["pools"][0]["makespan"] / 3600
     print(f"expected utilization of {report['ranks']} rank(s) ({report['workers']} worker(s)); "
-          "cost model ~ samples * Nx * N_perp^3 * (2 + cuts), blocks dealt largest first:")
+          f"cost model: engine + observable groups per sample, blocks dealt largest first; "
+          f"whole job about {hours:.3g} h wall:")
     for e in report["pools"]:
         print(f"  {e['pool']:34s} {e['runs']:3d} run(s) {e['blocks']:6d} block(s): "
               f"{100 * e['utilization']:5.1f}%  (runs one after the other in rounds: "
@@ -248,13 +300,7 @@ def cmd_plan(args):
             raise PlanError(f"--ranks: must be >= 1, got {args.ranks}")
     except PlanError as err:
         _fail(str(err))
-    if args.ranks is not None:
-        report = utilization_report(runs, args.ranks)
-        if args.json:
-            print(json.dumps(report, sort_keys=True))
-        else:
-            _print_utilization(report)
-    elif args.field:
+    if args.field:
         values = []
         for run in runs:
             if not hasattr(run, args.field):
@@ -264,12 +310,23 @@ def cmd_plan(args):
                 values.append(value)
         # exact values (repr): they are passed back as --W by the Slurm array
         print("\n".join(repr(v) if isinstance(v, float) else str(v) for v in values))
+        return 0
+    costs = run_costs(runs)
+    if args.ranks is not None:
+        report = utilization_report(runs, args.ranks)
+        report["runs"] = costs
+        if args.json:
+            print(json.dumps(report, sort_keys=True))
+        else:
+            _print_costs(costs)
+            _print_utilization(report)
     elif args.json:
-        for run in runs:
-            print(run.to_json())
+        for run, cost in zip(runs, costs):
+            print(json.dumps(dict(json.loads(run.to_json()), **cost), sort_keys=True))
     else:
         for run in runs:
             print(f"{run.label:32s} samples={run.samples:<6d} blocks={run.n_blocks:<5d} -> {run.path}")
+        _print_costs(costs)
     return 0
 
 
@@ -295,7 +352,7 @@ def cmd_sample(args):
     except PlanError as err:
         _fail(str(err))
     import numpy as np
-    from .sweep import potential
+    from .run.executor import potential
     V = potential(run, args.index)
     np.save(out, V)
     block = args.index // run.block_size
@@ -305,10 +362,9 @@ def cmd_sample(args):
 
 
 def cmd_info(args):
-    from .store import read_summary
+    from .io.store import read_summary
     if not Path(args.file).is_file():
         _fail(f"file: {args.file} does not exist")
-    from .schema import SchemaError
     try:
         summary = read_summary(args.file)
     except SchemaError as err:

@@ -4,7 +4,7 @@ Everything that does not depend on the disorder lives here (SPEC section 1): the
 hopping, the transverse geometry, the lead modes at an energy, and `ScatteringSetup`, the
 immutable object a run builds once (shape, hopping, E+ and E-, the lead modes at both energies,
 the transverse hopping, the signature of the stacked mode matrices). The two engines,
-`anderson_mpi.transfer` (renormalized transfer matrix) and `anderson_mpi.petsc_solver`
+`anderson_mpi.engines.transfer` (renormalized transfer matrix) and `anderson_mpi.engines.petsc`
 (distributed sparse direct solve), take a setup and a potential and return the same result
 types, `ScatteringStates` and `ModeMatrices`, defined here.
 
@@ -19,7 +19,8 @@ from functools import cached_property
 import numpy as np
 import scipy.fft
 
-__all__ = ["DEFAULT_HOPPING", "E_PLUS", "E_MINUS", "BAND_EDGE_TOL", "check_hopping",
+__all__ = ["DEFAULT_HOPPING", "E_PLUS", "E_MINUS", "BAND_EDGE_TOL", "check_hopping", "ring_hopping",
+           "check_channels", "check_energies", "open_channel_count",
            "check_potential", "transverse_hopping", "transverse_fft", "transverse_ifft",
            "LeadModes", "lead_modes", "ScatteringSetup", "ScatteringStates", "ModeMatrices",
            "flux_error"]
@@ -70,7 +71,7 @@ def _check_energy(energy, name="energy"):
 
 # --- transverse geometry -----------------------------------------------------------------------
 
-def _ring_hopping(n, t):
+def ring_hopping(n, t):
     """Hopping matrix (positive entries) of a periodic ring of n sites.
 
     A ring of 2 sites has one bond, not two; a single site has none.
@@ -86,7 +87,7 @@ def _ring_hopping(n, t):
 
 
 def _ring_band(n, t):
-    """Eigenvalues of `_ring_hopping` for the plane waves exp(2 pi i m j / n), m = 0..n-1."""
+    """Eigenvalues of `ring_hopping` for the plane waves exp(2 pi i m j / n), m = 0..n-1."""
     q = 2 * np.pi * np.arange(n) / n
     factor = {1: 0.0, 2: 1.0}.get(n, 2.0)
     return factor * t * np.cos(q)
@@ -98,7 +99,7 @@ def _ring_waves(n):
 
 
 def _transverse_hopping(Ny, Nz, ty, tz):
-    return np.kron(_ring_hopping(Ny, ty), np.eye(Nz)) + np.kron(np.eye(Ny), _ring_hopping(Nz, tz))
+    return np.kron(ring_hopping(Ny, ty), np.eye(Nz)) + np.kron(np.eye(Ny), ring_hopping(Nz, tz))
 
 
 def transverse_hopping(Ny, Nz, hopping=DEFAULT_HOPPING):
@@ -196,10 +197,6 @@ class LeadModes:
         """Open (propagating) channels: the ones that carry current, t and r are n_open x n_open."""
         return len(self.open_modes)
 
-    @property
-    def all_open(self):
-        return self.n_open == self.n_perp
-
     @cached_property
     def open(self):
         """Boolean mask (N_perp,) of the open modes."""
@@ -229,33 +226,83 @@ def _mode_label(index, Ny, Nz):
     return f"mode {index} (k = 2 pi ({n}/{Ny}, {m}/{Nz}))"
 
 
-def _lead_modes(Ny, Nz, energy, tx, ty, tz):
-    eps = np.add.outer(_ring_band(Ny, ty), _ring_band(Nz, tz)).ravel()
-    cos_kx = -(energy + eps) / (2 * tx)
+def _nearest_sums(ey, ez_sorted, target):
+    """For every row n: the two entries of ``ez_sorted`` around ``target - ey[n]`` (sorted indices)."""
+    idx = np.searchsorted(ez_sorted, target - ey)
+    return np.clip(idx - 1, 0, len(ez_sorted) - 1), np.clip(idx, 0, len(ez_sorted) - 1)
+
+
+def check_channels(Ny, Nz, energy, tx, ty, tz):
+    """Refuse an energy that puts a lead channel at a band edge or opens no channel.
+
+    Channel k = (n, m) has ``eps_k = eps_y(n) + eps_z(m)``; the checks search the sorted 1d bands
+    instead of forming all ``N_perp`` channels, so validating a job never allocates more than
+    O(Ny + Nz) numbers, whatever its size. The values compared are the very sums and ratios
+    `lead_modes` computes, so both agree on every channel.
+    """
+    ey, ez = _ring_band(Ny, ty), _ring_band(Nz, tz)
+    order = np.argsort(ez, kind="stable")
+    ez_sorted = ez[order]
 
     def where():  # for the error messages only (formatting costs more than the checks)
         return f"energy={energy:g} with hopping=(tx={tx:g}, ty={ty:g}, tz={tz:g}) and Ny={Ny}, Nz={Nz}"
 
-    abs_cos = np.abs(cos_kx)
-    distance = np.abs(abs_cos - 1.0)
-    if distance.min() < BAND_EDGE_TOL:
-        at_edge = np.flatnonzero(distance < BAND_EDGE_TOL)
-        edge = int(at_edge[np.argmin(distance[at_edge])])
+    def abs_cos(n, m):
+        return np.abs(-(energy + (ey[n] + ez[m])) / (2 * tx))
+
+    # band edges: |E + eps_k| = 2 tx, i.e. eps_k = -E -+ 2 tx
+    at_edge = []
+    for target in (-energy - 2 * tx, -energy + 2 * tx):
+        margin = 4 * tx * BAND_EDGE_TOL + 1e-12 * (abs(target) + 2 * tx)
+        lo = np.searchsorted(ez_sorted, target - ey - margin, "left")
+        hi = np.searchsorted(ez_sorted, target - ey + margin, "right")
+        for n in np.flatnonzero(hi > lo):
+            m = order[lo[n]:hi[n]]
+            distance = np.abs(abs_cos(n, m) - 1.0)
+            at_edge += [(n * Nz + int(mm), d) for mm, d in zip(m, distance) if d < BAND_EDGE_TOL]
+    if at_edge:
+        at_edge.sort()
+        flat = np.array([k for k, _ in at_edge])
+        edge = int(flat[np.argmin([d for _, d in at_edge])])
+        n, m = divmod(edge, Nz)
+        eps, cos_kx = ey[n] + ez[m], -(energy + (ey[n] + ez[m])) / (2 * tx)
         # channel k's band is -eps_k - 2 tx < E < -eps_k + 2 tx
-        edge_energy = round(-eps[edge] + 2 * tx * (-1.0 if cos_kx[edge] > 0 else 1.0), 12) + 0.0
-        others = f" (and {at_edge.size - 1} more channel(s))" if at_edge.size > 1 else ""
+        edge_energy = round(-eps + 2 * tx * (-1.0 if cos_kx > 0 else 1.0), 12) + 0.0
+        others = f" (and {len(flat) - 1} more channel(s))" if len(flat) > 1 else ""
         raise ValueError(
             f"band edge: {where()} puts {_mode_label(edge, Ny, Nz)}{others} at its band edge "
             f"E = {edge_energy:.12g}, where |E + eps_k| = 2 tx and its velocity vanishes (no "
             f"unit-current normalization); move the energy more than "
             f"{2 * tx * BAND_EDGE_TOL:.1e} away from {edge_energy:.12g}")
-    is_open = abs_cos < 1.0
-    if not is_open.any():
-        nearest = int(np.argmin(abs_cos))
+    # an open channel has |E + eps_k| < 2 tx: per row the smallest |E + eps_k| lies next to
+    # -E - eps_y; (nearly) equal band values around it are all candidates, ties go to the
+    # smallest mode index, as an argmin over all channels would decide
+    lower, upper = _nearest_sums(ey, ez_sorted, -energy)
+    margin = 1e-12 * (np.abs(ez_sorted).max() + abs(energy) + 2 * tx)
+    lo = np.searchsorted(ez_sorted, ez_sorted[lower] - margin, "left")
+    hi = np.searchsorted(ez_sorted, ez_sorted[upper] + margin, "right")
+    best = np.empty(Ny)
+    best_m = np.empty(Ny, dtype=np.int64)
+    for n in range(Ny):
+        m = np.sort(order[lo[n]:hi[n]])
+        value = abs_cos(n, m)
+        j = int(np.argmin(value))
+        best[n], best_m[n] = value[j], m[j]
+    if not np.any(best < 1.0):
+        n = int(np.argmin(best))
+        nearest = n * Nz + int(best_m[n])
+        eps = ey[n] + ez[best_m[n]]
         raise ValueError(
             f"no open channel: {where()} lies outside every channel's band (|E + eps_k| > 2 tx "
             f"for all k); the nearest band, of {_mode_label(nearest, Ny, Nz)}, is "
-            f"{-eps[nearest] - 2 * tx:.6g} < E < {-eps[nearest] + 2 * tx:.6g}")
+            f"{-eps - 2 * tx:.6g} < E < {-eps + 2 * tx:.6g}")
+
+
+def _lead_modes(Ny, Nz, energy, tx, ty, tz):
+    check_channels(Ny, Nz, energy, tx, ty, tz)
+    eps = np.add.outer(_ring_band(Ny, ty), _ring_band(Nz, tz)).ravel()
+    cos_kx = -(energy + eps) / (2 * tx)
+    is_open = np.abs(cos_kx) < 1.0
     # kx, exp(i kx) and v on the full array (evanescent entries clipped, then dropped), so that
     # an all-open lead gets exactly the numbers it always had.
     kx = np.arccos(np.clip(cos_kx, -1.0, 1.0))
@@ -285,6 +332,33 @@ def lead_modes(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
     if int(Ny) < 1 or int(Nz) < 1:
         raise ValueError(f"transverse sizes must be >= 1, got Ny={Ny}, Nz={Nz}")
     return _lead_modes(int(Ny), int(Nz), _check_energy(energy), tx, ty, tz)
+
+
+def open_channel_count(Ny, Nz, energy, hopping=DEFAULT_HOPPING):
+    """Number of open lead channels at ``energy`` (``|E + eps_k| < 2 tx``), from the sorted 1d
+    bands: O(Ny log Nz), for plans of any size (the lead modes themselves are N_perp^2)."""
+    tx, ty, tz = check_hopping(hopping)
+    ey, ez = _ring_band(int(Ny), ty), np.sort(_ring_band(int(Nz), tz))
+    lo = np.searchsorted(ez, -2 * tx - energy - ey, "right")
+    hi = np.searchsorted(ez, 2 * tx - energy - ey, "left")
+    return int(np.sum(np.maximum(hi - lo, 0)))
+
+
+def check_energies(shape, hopping, e_plus, e_minus):
+    """Validate a sample shape, hopping and both energies as `ScatteringSetup.build` does, without
+    building the lead modes (O(Ny + Nz) memory): ``ValueError`` naming ``e_plus``/``e_minus``."""
+    try:
+        Nx, Ny, Nz = (int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be (Nx, Ny, Nz), got {shape!r}") from None
+    if min(Nx, Ny, Nz) < 1:
+        raise ValueError(f"every size must be >= 1, got shape {(Nx, Ny, Nz)}")
+    tx, ty, tz = check_hopping(hopping)
+    for name, energy in (("e_plus", e_plus), ("e_minus", e_minus)):
+        try:
+            check_channels(Ny, Nz, _check_energy(energy, name), tx, ty, tz)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
 
 
 # --- the run context ------------------------------------------------------------------------------
@@ -375,13 +449,6 @@ class ScatteringSetup:
         (SPEC section 3), in the column order of `ModeMatrices.phi`."""
         return _frozen(np.concatenate([np.ones(self.lead_plus.n_open),
                                        -np.ones(self.lead_minus.n_open)]))
-
-    def check_sample(self, V):
-        """Validate a potential for this setup (shape, finite, real) and return it as floats."""
-        V = check_potential(V)
-        if V.shape != self.shape:
-            raise ValueError(f"V has shape {V.shape}, the setup is for {self.shape}")
-        return V
 
 
 # --- result types -------------------------------------------------------------------------------

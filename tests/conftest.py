@@ -125,7 +125,7 @@ def kill_tree(pid, sig=9):
 
 def read_progress(result_path, event=None):
     """The structured progress records of a run (anderson_mpi.progress), oldest first."""
-    from anderson_mpi.progress import progress_path, read_records
+    from anderson_mpi.io.progress import progress_path, read_records
     return read_records(progress_path(str(result_path)), event)
 
 

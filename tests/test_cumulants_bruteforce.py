@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import anderson_mpi as am
-from anderson_mpi.moments import k_orbits, make_layout, sample_observables
+from anderson_mpi.observables import k_orbits, make_layout, sample_observables
 from analysis.estimators import Means, cumulants
 
 

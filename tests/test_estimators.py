@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.estimators import Replicated, combine, cumulants, jackknife, run_estimates  # noqa: E402
 from analysis.io import ResultsError, discover, open_run  # noqa: E402
-from anderson_mpi import schema  # noqa: E402
-from anderson_mpi.config import make_plan  # noqa: E402
-from anderson_mpi.moments import make_layout  # noqa: E402
+from anderson_mpi.io import schema  # noqa: E402
+from anderson_mpi.run.config import make_plan  # noqa: E402
+from anderson_mpi.observables import make_layout  # noqa: E402
 
 HOPPING = (1.0, 0.4, 0.4)
 

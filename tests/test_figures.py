@@ -195,7 +195,7 @@ def test_figure_data_and_comparison_hold_the_headline_numbers(results, tmp_path)
 
 def test_exact_identities_on_real_data(results):
     """Per-sample identities that any correct estimator keeps: symmetries and a cross-check."""
-    from anderson_mpi.store import read_summary
+    from anderson_mpi.io.store import read_summary
     for path in sorted(results.glob("*.h5")):
         with open_run(path) as data:
             est = run_estimates(data)

@@ -440,13 +440,3 @@ def test_ohm_fit_and_mean_free_path(rng):
     assert_recovers(fit, "offset", 0.05)
     one = transport.jk_fit_ohm("cube", cube[:1])
     assert one.full["n_params"] == 1 and np.isclose(one.value["sigma"], cube[0][3].value / 6)
-
-
-def test_open_channels():
-    import anderson_mpi as am
-    from analysis.transport import open_channels
-    for shape in ((6, 6), (3, 2), (1, 5)):
-        modes = am.lead_modes(*shape, 0.2, (1.0, 0.4, 0.4))
-        assert open_channels(*shape, (1.0, 0.4, 0.4), 0.2) == len(modes.kx) == shape[0] * shape[1]
-    # eps_k = 2.4 cos(2 pi n / 4) = 2.4, 0, -2.4, 0: |0.2 + eps| < 2 for the two zeros only
-    assert open_channels(4, 1, (1.0, 1.2, 0.4), 0.2) == 2

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import anderson_mpi as am
-from anderson_mpi.moments import cut_slices, k_orbits, make_layout, sample_observables
-from anderson_mpi.schema import block_fields
+from anderson_mpi.observables import cut_slices, k_orbits, make_layout, sample_observables
+from anderson_mpi.io.schema import block_fields
 
 
 def brute_force(V, hopping, cuts):

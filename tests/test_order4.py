@@ -1,4 +1,4 @@
-"""Per-sample fourth-order observables (anderson_mpi.order4) against their definitions.
+"""Per-sample fourth-order observables (anderson_mpi.observables.cutpairs) against their definitions.
 
 Every field is computed here straight from SPEC 3b with dense matrices: the full Gneq of tiny
 samples (anderson_mpi.g_neq), its slice blocks G_ab, the transverse Fourier matrix U of the lead
@@ -10,10 +10,30 @@ import pytest
 
 import anderson_mpi as am
 from anderson_mpi.system import transverse_fft
-from anderson_mpi.moments import k_orbits
-from anderson_mpi.order4 import (Carry, order4_block_sums, order4_field_shapes, order4_observables,
-                                 pair_slices)
+from anderson_mpi.observables import k_orbits
+from anderson_mpi.observables import Layout, pair_slices
+from anderson_mpi.observables import cutpairs
+from anderson_mpi.observables.cutpairs import Carry, order4_field_shapes
 
+
+
+def _layout(n_slices, orbit_index, pairs):
+    """The Layout the order-4 fields need: sizes, orbits, pair slices (Ny*Nz folded into Ny)."""
+    orbit_index = np.asarray(orbit_index, np.int64)
+    return Layout(Nx=n_slices, Ny=len(orbit_index), Nz=1, orbit_index=orbit_index,
+                  orbit_size=np.bincount(orbit_index), cut_slices=np.zeros(0, np.int64),
+                  pair_slices=np.asarray(pairs, np.int64).reshape(-1, 2))
+
+
+def order4_observables(phi, phi_k, s, pairs, orbit_index, n_orb, previous=None, low_memory=True):
+    return cutpairs.order4_observables(phi_k, s, _layout(np.shape(phi_k)[0], orbit_index, pairs),
+                                       previous=previous, low_memory=low_memory)
+
+
+def order4_block_sums(samples, pairs, orbit_index, n_orb):
+    samples = list(samples)
+    layout = _layout(np.shape(samples[0][1])[0], orbit_index, pairs)
+    return cutpairs.order4_block_sums([(pk, s) for _, pk, s in samples], layout)
 
 def blocks_of(G, Nx, n_perp):
     """g[a, b] = G_ab (N_perp x N_perp) of a full (Nx N_perp)^2 matrix."""
@@ -201,7 +221,7 @@ def test_blocking_over_momenta_does_not_change_the_fields(rows, p13_bytes, rng, 
     """The products are blocked over transverse momenta (to bound memory): any block size,
     including blocks that split k orbits, gives the same fields, with and without holding the
     slice blocks G~_bc, G~_ad (low_memory=False)."""
-    from anderson_mpi import order4
+    order4 = cutpairs
     Nx, Ny, Nz = 4, 3, 3
     orbit_index, orbit_size = k_orbits(Ny, Nz, am.DEFAULT_HOPPING)
     pairs = pair_slices(Nx, [[0.2, 0.7], [0.6, 0.1]])

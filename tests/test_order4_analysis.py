@@ -8,7 +8,7 @@ from analysis import qssep
 from analysis.estimators import jackknife
 from analysis.order4 import (distinct_mask, fig_crossing_map, fig_g4_lines, fit_dn4, g4_shape_on_pair,
                              jk_fit_dn4, order4_estimates)
-from anderson_mpi.order4 import order4_field_shapes
+from anderson_mpi.observables.cutpairs import order4_field_shapes
 
 
 from test_qssep import _eq5 as eq5  # noqa: E402  (SPEC eq. (5), written out independently)

@@ -21,10 +21,31 @@ import pytest
 
 import anderson_mpi as am
 from anderson_mpi.system import transverse_fft
-from anderson_mpi.moments import k_orbits
-from anderson_mpi.order4 import order4_block_sums, pair_slices
+from anderson_mpi.observables import k_orbits
+from anderson_mpi.observables import Layout, pair_slices
+from anderson_mpi.observables import cutpairs
+from anderson_mpi.observables.cutpairs import Carry, order4_field_shapes
 from analysis.estimators import PARTITIONS4, Means, cumulants4, jackknife
 
+
+
+def _layout(n_slices, orbit_index, pairs):
+    """The Layout the order-4 fields need: sizes, orbits, pair slices (Ny*Nz folded into Ny)."""
+    orbit_index = np.asarray(orbit_index, np.int64)
+    return Layout(Nx=n_slices, Ny=len(orbit_index), Nz=1, orbit_index=orbit_index,
+                  orbit_size=np.bincount(orbit_index), cut_slices=np.zeros(0, np.int64),
+                  pair_slices=np.asarray(pairs, np.int64).reshape(-1, 2))
+
+
+def order4_observables(phi, phi_k, s, pairs, orbit_index, n_orb, previous=None, low_memory=True):
+    return cutpairs.order4_observables(phi_k, s, _layout(np.shape(phi_k)[0], orbit_index, pairs),
+                                       previous=previous, low_memory=low_memory)
+
+
+def order4_block_sums(samples, pairs, orbit_index, n_orb):
+    samples = list(samples)
+    layout = _layout(np.shape(samples[0][1])[0], orbit_index, pairs)
+    return cutpairs.order4_block_sums([(pk, s) for _, pk, s in samples], layout)
 
 def projector(U, orbit_index, orbit_size):
     def project(block):

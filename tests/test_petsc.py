@@ -15,7 +15,7 @@ from test_transfer import BAD_INPUTS  # the same validation for both solvers
 from mpi4py import MPI
 
 import anderson_mpi as am
-from anderson_mpi.petsc_solver import (petsc_mode_matrices, petsc_scattering_states,
+from anderson_mpi.engines.petsc import (petsc_mode_matrices, petsc_scattering_states,
                                        slice_partition)
 from conftest import run_mpi
 
@@ -204,7 +204,7 @@ def test_slice_partition_covers_every_slice_once():
 def test_module_imports_without_petsc4py():
     # petsc4py is imported lazily: blocking it must not break `import anderson_mpi.petsc_solver`
     code = ("import sys; sys.modules['petsc4py'] = None; "
-            "import anderson_mpi.petsc_solver as m; print(m.petsc_mode_matrices.__name__)")
+            "import anderson_mpi.engines.petsc as m; print(m.petsc_mode_matrices.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "petsc_mode_matrices" in out.stdout
@@ -215,7 +215,7 @@ import sys
 import numpy as np
 from mpi4py import MPI
 import anderson_mpi as am
-from anderson_mpi.petsc_solver import petsc_mode_matrices, petsc_scattering_states
+from anderson_mpi.engines.petsc import petsc_mode_matrices, petsc_scattering_states
 
 comm = MPI.COMM_WORLD
 worst = 0.0

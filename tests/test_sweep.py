@@ -14,9 +14,9 @@ import pytest
 from conftest import ROOT, child_env, kill_tree, read_progress, run_mpi
 
 import anderson_mpi as am
-from anderson_mpi.config import PlanError, make_plan
-from anderson_mpi import scheduler
-from anderson_mpi.sweep import potential
+from anderson_mpi.run.config import PlanError, make_plan
+from anderson_mpi.run import scheduler
+from anderson_mpi.run.executor import potential
 
 SMALL_JOB = """
 name = "small"
@@ -138,7 +138,7 @@ def test_totals_independent_of_rank_count(tmp_path):
     # the totals are the sums of the samples themselves (serial, no files, no MPI)
     run = make_plan({"geometry": "cube", "sizes": [4], "W": [6.0], "samples": 22, "block_size": 3,
                      "seed": 7, "cuts": [0.3, 0.9]}, "small")[0]
-    from anderson_mpi.moments import make_layout, sample_observables
+    from anderson_mpi.observables import make_layout, sample_observables
     layout = make_layout(4, 4, 4, run.hopping, run.cuts)
     for N in (4, 5):  # per-block records: every rank worked, on both runs of the pool
         with h5py.File(tmp_path / "np3" / f"cube_N{N}_W6.h5", "r") as f:
@@ -178,7 +178,7 @@ def test_isotropic_sweep_with_evanescent_channels(tmp_path):
         totals[np_] = {N: read_totals(out / f"cube_N{N}_W6.h5") for N in (3, 4)}
     runs = make_plan({"geometry": "cube", "sizes": [3, 4], "W": [6.0], "samples": 8, "block_size": 2,
                       "seed": 12, "hopping": [1.0, 1.0, 1.0], "cuts": [0.5]}, "iso")
-    from anderson_mpi.moments import layout_for, sample_observables
+    from anderson_mpi.observables import layout_for, sample_observables
     for run in runs:
         N = run.Nx
         setup = am.ScatteringSetup.build(run.shape, run.hopping, run.e_plus, run.e_minus)
@@ -382,7 +382,7 @@ def test_sample_command_writes_the_sweeps_potential(tmp_path):
     run = make_plan({"geometry": "cube", "sizes": [4], "W": [6.0], "samples": 3, "block_size": 1,
                      "seed": 7, "cuts": [0.3, 0.9]}, "t")[0]
     assert np.array_equal(V, potential(run, 2))
-    from anderson_mpi.moments import make_layout, sample_observables
+    from anderson_mpi.observables import make_layout, sample_observables
     obs = sample_observables(am.mode_matrices(V), make_layout(4, 4, 4, run.hopping, run.cuts))
     with h5py.File(tmp_path / "out" / "cube_N4_W6.h5", "r") as f:
         assert np.array_equal(f["blocks/tr_gg"][2], obs["tr_gg"])

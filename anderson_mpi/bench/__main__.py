@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..parallel import limit_blas_threads
+from ..run.mpi import limit_blas_threads
 from .common import blas_line
 from .engine import bench_engine, bench_observables, bench_small_sizes
 from .order4 import bench_order4

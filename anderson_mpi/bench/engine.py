@@ -9,10 +9,10 @@ from dataclasses import replace
 import numpy as np
 from scipy.linalg import lapack
 
-from ..config import make_plan
-from ..moments import make_layout, sample_observables
-from ..sweep import compute_block, make_context
-from ..transfer import _lapack_workspace, mode_matrices
+from ..run.config import make_plan
+from ..observables import make_layout, sample_observables
+from ..run.executor import compute_block, make_context
+from ..engines.transfer import inversion_workspace, mode_matrices
 from .common import PeakRSS, best_of, interleaved
 
 __all__ = ["lapack_floor", "bench_engine", "bench_observables", "bench_small_sizes"]
@@ -27,7 +27,7 @@ def lapack_floor(n_slices, n_perp, repeats=3, rng=None):
     b = np.asfortranarray(a.copy())
     work = np.empty_like(b)
     out = np.empty((n_perp, n_perp), dtype=complex)
-    lwork = _lapack_workspace(n_perp)
+    lwork = inversion_workspace(n_perp)
 
     def one_lead():
         for _ in range(n_slices):

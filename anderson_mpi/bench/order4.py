@@ -2,7 +2,7 @@
 
 Cube, W = 6, one BLAS thread; the recursion (`mode_matrices`), one pair of a sample with a
 previous one in its block (crossing included; both memory modes), the first sample of a block
-(no crossing) and the orbit-pair sums ``c4_p13`` alone are timed alternately (best of several,
+(no crossing) are timed alternately (best of several,
 `common.interleaved`). Memory: `common.PeakRSS` of one pair's call, in MB and in mode matrices
 (the carry, a reference to the previous sample's ``phi_k``, is one more mode matrix).
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..moments import k_orbits
-from ..order4 import Carry, _Orbits, _p13, order4_observables, pair_slices
+from ..engines.transfer import mode_matrices
+from ..observables import make_layout
+from ..observables.cutpairs import Carry, order4_observables
 from ..system import DEFAULT_HOPPING, transverse_fft
-from ..transfer import mode_matrices
 from .common import MB, PeakRSS, interleaved
 
 __all__ = ["bench_order4"]
@@ -25,34 +25,24 @@ def bench_order4(sizes=(8, 12, 16), cuts4=((0.25, 0.75),), W=6.0, repeats=3):
     print(f"(timed alternately, best of {repeats}; ratio = seconds / recursion seconds; memory: "
           f"{probe.method} of one pair's call, MB and in mode matrices)")
     print(f"{'N':>4} {'n_orb':>5} {'recursion s':>11} {'pair s':>8} {'ratio':>6} {'hold-G':>7} "
-          f"{'1st sample':>10} {'p13 alone':>9} {'peak MB':>8} {'/Phi':>5} {'hold-G /Phi':>11}")
+          f"{'1st sample':>10} {'peak MB':>8} {'/Phi':>5} {'hold-G /Phi':>11}")
     rng = np.random.default_rng(3)
     rows = []
     for N in sizes:
         V = [rng.uniform(-W / 2, W / 2, (N, N, N)) for _ in range(2)]
         modes = [mode_matrices(v) for v in V]
         phik = [transverse_fft(m.phi, N, N, axis=1) for m in modes]
-        oi, osz = k_orbits(N, N, DEFAULT_HOPPING)
-        pairs = pair_slices(N, cuts4)
+        layout = make_layout(N, N, N, DEFAULT_HOPPING, (), cuts4=cuts4)
         carry = Carry(phik[0], modes[0].signature)
-        orbits = _Orbits(oi, len(osz), N * N)
-        out = np.empty((N, N, len(osz), len(osz)), dtype=complex)
 
         def pair(prev, low_memory=True):
-            return order4_observables(None, phik[1], modes[1].signature, pairs, oi, len(osz),
-                                      prev, low_memory=low_memory)
-
-        def p13_only():
-            P, s = phik[1], modes[1].signature
-            c, d = pairs[0]
-            _p13(P, s, (P[c] * s) @ P[d].conj().T, orbits, out)
+            return order4_observables(phik[1], modes[1].signature, layout, prev, low_memory=low_memory)
 
         pair(carry)  # warm up
         best = interleaved({"rec": lambda: mode_matrices(V[1]), "pair": lambda: pair(carry),
-                            "hold": lambda: pair(carry, False), "first": lambda: pair(None),
-                            "p13": p13_only}, repeats)
+                            "hold": lambda: pair(carry, False), "first": lambda: pair(None)}, repeats)
         for key in ("pair", "hold", "first"):
-            best[key] /= len(pairs)
+            best[key] /= layout.n_pairs
         peaks = []
         for low_memory in (True, False):
             with probe:
@@ -60,10 +50,10 @@ def bench_order4(sizes=(8, 12, 16), cuts4=((0.25, 0.75),), W=6.0, repeats=3):
             peaks.append(probe.mb)
         mode_mb = phik[1].nbytes / MB
         rec = best["rec"]
-        row = {"N": N, "n_orb": len(osz), **best, "peak_mb": peaks[0], "peak_modes": peaks[0] / mode_mb,
+        row = {"N": N, "n_orb": layout.n_orbits, **best, "peak_mb": peaks[0], "peak_modes": peaks[0] / mode_mb,
                "hold_peak_modes": peaks[1] / mode_mb}
         rows.append(row)
-        print(f"{N:4d} {len(osz):5d} {rec:11.4f} {best['pair']:8.4f} {best['pair'] / rec:6.2f} "
-              f"{best['hold'] / rec:7.2f} {best['first'] / rec:10.2f} {best['p13'] / rec:9.2f} "
+        print(f"{N:4d} {layout.n_orbits:5d} {rec:11.4f} {best['pair']:8.4f} {best['pair'] / rec:6.2f} "
+              f"{best['hold'] / rec:7.2f} {best['first'] / rec:10.2f} "
               f"{peaks[0]:8.1f} {peaks[0] / mode_mb:5.2f} {peaks[1] / mode_mb:11.2f}")
     return rows

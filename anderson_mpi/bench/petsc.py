@@ -29,9 +29,9 @@ import time
 
 import numpy as np
 
-from ..petsc_solver import local_surface_solve, petsc_mode_matrices
+from ..engines.petsc import local_surface_solve, petsc_mode_matrices
 from ..system import ScatteringSetup, check_hopping
-from ..transfer import mode_matrices
+from ..engines.transfer import mode_matrices
 from .common import MB, PeakRSS, best_of
 
 __all__ = ["bench_solvers", "main"]

@@ -16,9 +16,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..config import load_job, make_plan
-from ..progress import progress_path, read_records
-from ..scheduler import utilization_of_plan
+from ..run.config import load_job, make_plan
+from ..io.progress import progress_path, read_records
+from ..run.scheduler import utilization_of_plan
 from .common import mpirun, temporary_directory, write_job
 
 __all__ = ["bench_scheduling", "measured_utilization", "predicted_table"]

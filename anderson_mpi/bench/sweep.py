@@ -1,11 +1,11 @@
 """Sweep benchmark: samples per second of a whole job under mpirun, from the progress records.
 
 The job file is written by the benchmark (no path into the checkout); the rates come from the
-run's structured records (`anderson_mpi.progress`), not from its log.
+run's structured records (`anderson_mpi.io.progress`), not from its log.
 """
 from __future__ import annotations
 
-from ..progress import progress_path, read_records
+from ..io.progress import progress_path, read_records
 from .common import mpirun, temporary_directory, write_job
 
 __all__ = ["sweep_rates", "bench_sweep"]

@@ -47,7 +47,7 @@ def complete(python, job, *plan_args):
 
 def _records(h5):
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-    from anderson_mpi.progress import progress_path, read_records
+    from anderson_mpi.io.progress import progress_path, read_records
     return read_records(progress_path(h5))
 
 

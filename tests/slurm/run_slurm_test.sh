@@ -108,7 +108,7 @@ wait_job() {    # JOBSPEC TIMEOUT_S
   done
 }
 starts_of() {   # FILE.h5: how many attempts have started (start records of its progress file)
-  "$PYTHON" -c "import sys; from anderson_mpi.progress import progress_path, read_records
+  "$PYTHON" -c "import sys; from anderson_mpi.io.progress import progress_path, read_records
 try: print(len(read_records(progress_path(sys.argv[1]), 'start')))
 except FileNotFoundError: print(0)" "$1"
 }

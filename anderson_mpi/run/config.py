@@ -20,6 +20,7 @@ A job file is flat TOML; every key is optional except `geometry`, `sizes` and `W
     petsc_group_size = 1          # ranks per sample with solver = "petsc"
     m3_split = false              # also the coinciding-slice part of m3 (about one recursion more)
     unitarity_tol = 1e-8          # a sample whose unitarity error exceeds this stops the run
+    memory_per_rank = "16G"       # optional: the memory a rank may use (default: detected)
     output = "results/demo"       # directory of the result files (relative to the cwd)
     [analysis]                    # optional: defaults of `python -m analysis` for these results
     drop_slices = 0               # slices left out at each lead in the fits
@@ -39,11 +40,10 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.9/3.10: the same parser from PyPI
     import tomli as tomllib
 
+from ..engines import ENGINES
+from ..errors import PlanError
+
 __all__ = ["PlanError", "Run", "load_job", "make_plan", "run_key", "analysis_options"]
-
-
-class PlanError(ValueError):
-    """Bad input in a job file or on the command line (one line, names the field)."""
 
 
 DEFAULTS = {
@@ -64,6 +64,7 @@ DEFAULTS = {
     "solver": "transfer",
     "petsc_group_size": 1,
     "unitarity_tol": 1e-8,
+    "memory_per_rank": None,
     "output": None,
     "analysis": None,
 }
@@ -95,6 +96,7 @@ class Run:
     petsc_group_size: int
     unitarity_tol: float
     path: str = field(compare=False)
+    memory_per_rank: object = field(default=None, compare=False)  # bytes, or None: detected
 
     @property
     def shape(self):
@@ -119,7 +121,7 @@ class Run:
         The job's name, the path, the tolerance and the PETSc group size may change.
         """
         d = asdict(self)
-        for key in ("job", "path", "unitarity_tol", "petsc_group_size"):
+        for key in ("job", "path", "unitarity_tol", "petsc_group_size", "memory_per_rank"):
             d.pop(key)
         d["hopping"], d["cuts"] = list(d["hopping"]), list(d["cuts"])
         d["cuts4"] = [list(pair) for pair in d["cuts4"]]
@@ -261,8 +263,8 @@ def _physics(cfg):
             raise PlanError(f"cuts4: every fraction must lie in [0, 1], got {pair}")
     if not isinstance(cfg["m3_split"], bool):
         raise PlanError(f"m3_split: expected true or false, got {cfg['m3_split']!r}")
-    if cfg["solver"] not in ("transfer", "petsc"):
-        raise PlanError(f"solver: expected 'transfer' or 'petsc', got {cfg['solver']!r}")
+    if cfg["solver"] not in ENGINES:
+        raise PlanError(f"solver: expected one of {', '.join(map(repr, ENGINES))}, got {cfg['solver']!r}")
     if cfg["solver"] == "petsc":
         import importlib.util
         if importlib.util.find_spec("petsc4py") is None:
@@ -296,11 +298,12 @@ def analysis_options(table):
 
 def _check_leads(shapes, physics):
     """Every transverse size needs an open channel and no channel at a band edge, at both
-    energies (evanescent channels are fine). The line names the energy and the hopping."""
-    from .system import ScatteringSetup
+    energies (evanescent channels are fine). The line names the energy and the hopping. Checked
+    on the 1d transverse bands: validating a job never allocates anything of the run's size."""
+    from ..system import check_energies
     for shape in dict.fromkeys(shapes):
         try:
-            ScatteringSetup.build(shape, physics["hopping"], physics["e_plus"], physics["e_minus"])
+            check_energies(shape, physics["hopping"], physics["e_plus"], physics["e_minus"])
         except ValueError as err:
             key = str(err).split(":", 1)[0]
             raise PlanError(f"{key}/hopping: {str(err).split(': ', 1)[-1]}") from None
@@ -333,6 +336,10 @@ def make_plan(job, job_name="job", overrides=None):
     sampling = _sampling(cfg)
     physics = _physics(cfg)
     analysis_options(cfg["analysis"])
+    memory = None
+    if cfg["memory_per_rank"] is not None:
+        from .memory import parse_size
+        memory = parse_size(cfg["memory_per_rank"])
     output = cfg["output"] if cfg["output"] is not None else f"results/{name}"
     if not isinstance(output, str) or not output:
         raise PlanError(f"output: expected a directory path, got {output!r}")
@@ -342,7 +349,8 @@ def make_plan(job, job_name="job", overrides=None):
     for w in physics["W"]:
         for Nx, Ny, Nz in shapes:
             run = Run(job=name, geometry=cfg["geometry"], Nx=Nx, Ny=Ny, Nz=Nz, W=float(w),
-                      **{k: v for k, v in physics.items() if k != "W"}, **sampling, path="")
+                      **{k: v for k, v in physics.items() if k != "W"}, **sampling, path="",
+                      memory_per_rank=memory)
             runs.append(replace(run, path=str(Path(output) / f"{run.label}.h5")))
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):

@@ -52,7 +52,7 @@ the observables code is shared with the transfer matrix; that copy of all ``psi`
 (``Nx N_perp n_open`` complex numbers per lead) on every rank is what bounds the per-rank memory of
 the public functions. `local_surface_solve` is the distributed core without the gather.
 petsc4py is imported lazily (this module imports without it) and PETSc is initialised on
-``COMM_SELF`` (see `_petsc`).
+``COMM_SELF`` (see `load_petsc`).
 """
 from __future__ import annotations
 
@@ -62,14 +62,14 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .system import (DEFAULT_HOPPING, E_MINUS, E_PLUS, ModeMatrices, ScatteringSetup,
-                     ScatteringStates, _ring_hopping, check_potential, flux_error)
+from ..system import (DEFAULT_HOPPING, E_MINUS, E_PLUS, ModeMatrices, ScatteringSetup,
+                     ScatteringStates, ring_hopping, check_potential, flux_error)
 
 __all__ = ["petsc_scattering_states", "petsc_mode_matrices", "solve_mode_matrices",
            "local_surface_solve", "slice_partition", "LocalSolution"]
 
 
-def _petsc():
+def load_petsc():
     """Import petsc4py's PETSc module, initialising PETSc on first use.
 
     PETSc is initialised with ``PETSC_COMM_WORLD = MPI_COMM_SELF``, deliberately. PETSc can be
@@ -154,8 +154,8 @@ def _local_rows(V, energy, hopping, sigma, first, last):
     n_local = n_slices * n_perp
     # T_perp sparse: the dense version (transverse_hopping) is N_perp^2 and would dominate
     # the memory of a large cube.
-    t_perp = (sp.kron(sp.csr_matrix(_ring_hopping(Ny, ty)), sp.identity(Nz))
-              + sp.kron(sp.identity(Ny), sp.csr_matrix(_ring_hopping(Nz, tz))))
+    t_perp = (sp.kron(sp.csr_matrix(ring_hopping(Ny, ty)), sp.identity(Nz))
+              + sp.kron(sp.identity(Ny), sp.csr_matrix(ring_hopping(Nz, tz))))
     on_slice = energy * sp.identity(n_perp) + t_perp            # E - H_slice without V
 
     def slice_pattern(shift):
@@ -214,7 +214,7 @@ class _Factorization:
     """
 
     def __init__(self, V, modes, hopping, comm, bounds):
-        PETSc = _petsc()
+        PETSc = load_petsc()
         self.PETSc = PETSc
         self.comm = comm
         Nx, Ny, Nz = V.shape
@@ -511,7 +511,7 @@ def solve_states(V, setup, energy, lead, comm=None):
 def solve_mode_matrices(V, setup, comm=None):
     """Stacked mode matrices of a validated ``V`` by the distributed solver (collective).
 
-    Same result type and layout as `anderson_mpi.transfer.solve_mode_matrices`: right
+    Same result type and layout as `anderson_mpi.engines.transfer.solve_mode_matrices`: right
     incomers at E+, left incomers at E-. Two factorizations (one per energy; one only if the
     energies are equal, then both leads are solved against it at once).
     """
@@ -529,7 +529,7 @@ def solve_mode_matrices(V, setup, comm=None):
 def petsc_scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING, comm=None):
     """Scattering states of sample ``V`` by a distributed sparse direct solve (PETSc/MUMPS).
 
-    Same result as `anderson_mpi.transfer.scattering_states`, computed by factoring
+    Same result as `anderson_mpi.engines.transfer.scattering_states`, computed by factoring
     ``E - H - Sigma_L - Sigma_R`` over the ranks of ``comm`` (Fisher-Lee, module docstring).
 
     Parameters
@@ -569,7 +569,7 @@ def petsc_scattering_states(V, energy, lead, hopping=DEFAULT_HOPPING, comm=None)
 def petsc_mode_matrices(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MINUS, comm=None):
     """Stacked mode matrices ``Phi_a`` of ``V`` by the distributed solver (PETSc/MUMPS).
 
-    Same layout as `anderson_mpi.transfer.mode_matrices` (`solve_mode_matrices` with a setup
+    Same layout as `anderson_mpi.engines.transfer.mode_matrices` (`solve_mode_matrices` with a setup
     built from the plain arguments).
 
     Parameters

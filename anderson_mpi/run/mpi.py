@@ -1,4 +1,7 @@
-"""Rank bookkeeping: rank-tagged logging, abort-on-error, stop signals, BLAS threads, groups."""
+"""MPI helpers of a job: rank-tagged logging, abort-on-error, stop signals, BLAS threads, groups.
+
+The communicator is always passed in; nothing here holds a module-level communicator.
+"""
 from __future__ import annotations
 
 import logging
@@ -8,14 +11,12 @@ import sys
 import threading
 import traceback
 
-__all__ = ["get_logger", "abort_on_error", "OneLineError", "install_stop_handlers",
+from ..errors import OneLineError
+
+__all__ = ["get_logger", "abort_on_error", "install_stop_handlers",
            "limit_blas_threads", "blas_info", "worker_groups"]
 
 EXIT_STOPPED = 143  # 128 + SIGTERM, what schedulers expect from a job stopped by SIGTERM
-
-
-class OneLineError(Exception):
-    """An expected failure whose message says everything: printed as one line, no traceback."""
 
 
 def get_logger(comm, name="anderson_mpi"):
@@ -31,12 +32,13 @@ def get_logger(comm, name="anderson_mpi"):
     return logger
 
 
-def abort_on_error(comm, func, *args, one_line=(), **kwargs):
+def abort_on_error(comm, func, *args, one_line=(), on_abort=None, **kwargs):
     """Run ``func``; an exception on any rank aborts the whole job instead of hanging it.
 
-    The failing rank prints its error and calls ``MPI_Abort``, which ends every rank of the
-    job with a non-zero status. Exceptions of the types in ``one_line`` (and `OneLineError`)
-    print one line; anything else also prints the traceback.
+    The failing rank prints its error, calls ``on_abort`` (if given: e.g. release its output
+    locks) and ``MPI_Abort``, which ends every rank of the job with a non-zero status.
+    Exceptions of the types in ``one_line`` (and `OneLineError`) print one line; anything else
+    also prints the traceback.
     """
     try:
         return func(*args, **kwargs)
@@ -48,16 +50,19 @@ def abort_on_error(comm, func, *args, one_line=(), **kwargs):
         if not isinstance(err, (OneLineError,) + tuple(one_line)):
             traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
+        if on_abort is not None:
+            on_abort()
         comm.Abort(3)
 
 
-def install_stop_handlers(comm, signals=(signal.SIGTERM, signal.SIGINT)):
+def install_stop_handlers(comm, signals=(signal.SIGTERM, signal.SIGINT), on_stop=None):
     """SIGTERM (scancel, a time limit, mpirun forwarding) or SIGINT ends the whole job at once.
 
     A Python signal handler runs only between bytecodes of the main thread, which may sit in
     an MPI collective for a long time; so the C-level handler's wake-up byte is read by a
     watcher thread, which calls ``MPI_Abort`` (mpi4py initialises MPI with thread support).
     Done blocks stay on disk (the file's metadata is final), so ``--resume`` continues exactly.
+    ``on_stop`` runs first on the rank that got the signal (e.g. release its output locks).
     """
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
@@ -67,6 +72,11 @@ def install_stop_handlers(comm, signals=(signal.SIGTERM, signal.SIGINT)):
         sys.stderr.write(f"anderson-mpi: rank {comm.rank} received {names.get(signum, signum)}: "
                          "stopping the job (done blocks are kept; continue with --resume)\n")
         sys.stderr.flush()
+        if on_stop is not None:
+            try:
+                on_stop()
+            except Exception:  # noqa: BLE001 - stopping must not fail
+                pass
         comm.Abort(EXIT_STOPPED)
 
     def watch():

@@ -1,7 +1,7 @@
 """Who computes which seed block: one pool of work per job, dealt dynamically, largest first.
 
 Every pending (run, block) of every run the ranks own goes into one list, sorted by its
-expected cost (`block_cost`: ~ samples * Nx * N_perp^3, times the observables' weight), most
+expected cost (`block_cost`: the engine's and the observable groups' declared costs), most
 expensive first, so that runs of different sizes overlap and the cheap blocks fill the gaps at
 the end. Rank 0 coordinates and works too: a thread on rank 0 answers the other workers'
 requests ("give me the next item", carrying the record of the block just written) while its
@@ -13,15 +13,16 @@ coordinator answers between its own samples instead (slower to answer, same resu
 expected utilization of P ranks, and a block size that would reach a target.
 
 Which block a rank computes never changes a number: the samples of a block have fixed global
-indices, and the totals are summed in a fixed order (`anderson_mpi.store`).
+indices, and the totals are summed in a fixed order (`anderson_mpi.io.store`).
 """
 from __future__ import annotations
 
 import heapq
-import math
 import threading
 import time
 from dataclasses import dataclass, replace
+
+from .cost import block_seconds
 
 __all__ = ["block_cost", "WorkItem", "work_items", "simulate", "utilization_of_plan",
            "suggest_block_size", "Coordinator", "WorkQueue"]
@@ -29,19 +30,10 @@ __all__ = ["block_cost", "WorkItem", "work_items", "simulate", "utilization_of_p
 REQUEST, ASSIGN = 11, 12
 
 
-def sample_cost(run):
-    """Relative cost of one sample: the recursion plus the observables, in units of N^7 work.
-
-    Recursion ~ Nx N_perp^3 (two leads); observables ~ one recursion, one more per cut, and
-    about 1.6 more with the m3 split (measured by ``make bench``, cube N = 12-16).
-    """
-    n_perp = run.Ny * run.Nz
-    weight = 2.0 + len(run.cuts) + (1.6 if run.m3_split else 0.0)
-    return run.Nx * float(n_perp) ** 3 * weight
-
-
 def block_cost(run, block):
-    return len(run.block_samples(block)) * sample_cost(run)
+    """Expected seconds of one block (`anderson_mpi.run.cost`: the engine's and the observable
+    groups' declared costs at the reference machine's rates)."""
+    return block_seconds(run, block)
 
 
 @dataclass(frozen=True, order=True)
@@ -89,13 +81,16 @@ def _lockstep(costs_by_run, workers):
     return makespan, (total / (workers * makespan) if makespan else 1.0)
 
 
-def utilization_of_plan(runs, ranks, group_size=1, lockstep=False):
-    """Expected utilization of ``ranks`` ranks on all blocks of ``runs`` (cost model)."""
+def utilization_of_plan(runs, ranks, group_size=1, lockstep=False, makespan=False):
+    """Expected utilization of ``ranks`` ranks on all blocks of ``runs`` (cost model); with
+    ``makespan`` the pair (expected seconds of the job, utilization)."""
     workers = max(ranks // group_size, 1)
     if lockstep:
-        return _lockstep([[block_cost(r, b) for b in range(r.n_blocks)] for r in runs], workers)[1]
-    items = work_items(runs, {i: range(r.n_blocks) for i, r in enumerate(runs)})
-    return simulate([item.cost for item in items], workers)[1]
+        result = _lockstep([[block_cost(r, b) for b in range(r.n_blocks)] for r in runs], workers)
+    else:
+        items = work_items(runs, {i: range(r.n_blocks) for i, r in enumerate(runs)})
+        result = simulate([item.cost for item in items], workers)
+    return result if makespan else result[1]
 
 
 def suggest_block_size(runs, ranks, group_size=1, target=0.9):
@@ -214,6 +209,3 @@ class Coordinator:
                     time.sleep(0.002)
         self.comm.Free()
 
-
-def efficiency_note(utilization, target=0.9):
-    return "" if utilization >= target else f" (below {math.floor(100 * target)}%)"

@@ -1,11 +1,13 @@
 """The result file of one run, in one place: every dataset, its shape, dtype and meaning.
 
-`anderson_mpi.store` (parallel writes), `anderson-mpi info`, `analysis.io` and the tests'
-synthetic files all go through this module, so a change of the layout is seen everywhere.
+`anderson_mpi.io.store` (parallel writes), `anderson-mpi info`, `analysis.io` and the tests'
+synthetic files all go through this module, so a change of the layout is seen everywhere. The
+per-sample fields come from the observables' field catalogue (`anderson_mpi.observables.block_fields`):
+the schema adds the bookkeeping records, the layout group and the version.
 Readers check the schema version on open (`open_result`, `check_version`) and refuse a file
 of another version with one line.
 
-Layout (schema 2)::
+Layout (schema 3)::
 
     /                         attrs: schema_version, code_version, job_toml, run (JSON),
                                      physics (JSON), created, n_blocks, block_size, samples
@@ -32,91 +34,29 @@ Layout (schema 2)::
 
 Which blocks count (`counted_blocks`): ``done == 1`` and ``n_samples > 0``; nothing else
 of a row is trusted. A row is written before its flag, so a killed job leaves only complete
-counted blocks. Schema 1 (before the per-block records and /attempts) is refused.
+counted blocks. Any change of datasets or layout bumps `SCHEMA_VERSION`; files of another
+version are refused with one line (schema 2: before /layout/pair_slices was required).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SCHEMA_VERSION", "SchemaError", "Field", "block_fields", "block_records",
-           "layout_datasets", "counted_blocks", "create_datasets", "check_version",
-           "open_result", "file_bytes", "layout_of_file", "fields_in_file"]
+from ..errors import SchemaError
+from ..observables import Layout, block_fields
 
-SCHEMA_VERSION = 2
+__all__ = ["SCHEMA_VERSION", "block_fields", "block_records", "layout_datasets", "counted_blocks",
+           "create_datasets", "check_version", "open_result", "file_bytes", "layout_of_file",
+           "fields_in_file"]
 
-C16, F8, I8, I4, I1 = np.complex128, np.float64, np.int64, np.int32, np.int8
+SCHEMA_VERSION = 3
+
+F8, I8, I4, I1 = np.float64, np.int64, np.int32, np.int8
 
 LAYOUT, BLOCKS, TOTALS = "layout", "blocks", "totals"
-
-
-class SchemaError(ValueError):
-    """A file that is not a result file of this schema version (one line, names the file)."""
-
-
-@dataclass(frozen=True)
-class Field:
-    """One per-sample observable: its block sums are ``/blocks/<name>``, shape ``(n_blocks,) + shape``."""
-
-    shape: tuple
-    dtype: type
-    meaning: str
-
-
-def block_fields(layout):
-    """Name -> `Field` of every per-sample observable of a run (and so of every block sum).
-
-    ``layout`` needs ``Nx``, ``n_orbits``, ``n_cuts`` and ``m3_split``
-    (`anderson_mpi.moments.Layout`, or `layout_of_file`). Traces are summed over the
-    transverse indices; ``sum_{k in o}`` runs over the momenta of orbit o; c is a cut slice.
-    """
-    nx, no, nc = layout.Nx, layout.n_orbits, layout.n_cuts
-    fields = {
-        "tr_g": Field((nx,), F8, "Tr G_aa"),
-        "tr_gg": Field((nx, nx), F8, "Tr(G_ab G_ba)"),
-        "mean_k": Field((nx, nx, no), C16, "sum_{k in o} (U^+ G_ab U)_kk"),
-        "g2_kdiag": Field((nx, nx, no), C16, "sum_{k in o} (U^+ (G^2)_ab U)_kk"),
-        "tr_g3": Field((), F8, "Tr G^3 = Tr (S K)^3"),
-        "cut_pair": Field((nc, nx, nx), C16, "Tr(G_ac G_cb)"),
-        "cut_tr_ggg": Field((nc, nx, nx), C16, "Tr(G_ab G_bc G_ca)"),
-        "cut_kdiag_ab_bc": Field((nc, nx, nx, no), C16, "sum_{k in o} (U^+ G_ab G_bc U)_kk"),
-        "cut_kdiag_bc_ca": Field((nc, nx, nx, no), C16, "sum_{k in o} (U^+ G_bc G_ca U)_kk"),
-    }
-    n_pairs = getattr(layout, "n_pairs", 0)
-    if n_pairs:
-        from .order4 import order4_field_shapes
-        for name, (shape, dtype) in order4_field_shapes(nx, no, n_pairs).items():
-            fields[name] = Field(shape, dtype, ORDER4_MEANINGS[name])
-    if layout.m3_split:
-        fields.update({
-            "diag_tr_g3": Field((nx,), F8, "Tr(G_aa^3)"),
-            "diag_tr_g_g2": Field((), F8, "sum_a Tr(G_aa (G^2)_aa)"),
-            "diag_kdiag_aa_ac": Field((nx, nx, no), C16, "[a, c, o]: sum_{k in o} (U^+ G_aa G_ac U)_kk"),
-        })
-    fields.update({
-        "g": Field((), F8, "Tr t^+ t at E+ (right incomers)"),
-        "g_sq": Field((), F8, "(Tr t^+ t)^2"),
-        "fano_num": Field((), F8, "Tr[t t^+ (1 - t t^+)]"),
-    })
-    return fields
-
-
-# Fourth order on cut pairs (c, d) (`anderson_mpi.order4`): [pair, a, b(, o(, o'))].
-ORDER4_MEANINGS = {
-    "c4_tr4": "Tr(G_ab G_bc G_cd G_da)",
-    "c4_k2c": "sum_{k in o} (U^+ G_ab G_bc U)_kk",
-    "c4_k2d": "sum_{k in o} (U^+ G_ab G_bd U)_kk",
-    "c4_k123": "sum_{k in o} (U^+ G_ab G_bc G_cd U)_kk",
-    "c4_k234": "sum_{k in o} (U^+ G_bc G_cd G_da U)_kk",
-    "c4_k341": "sum_{k in o} (U^+ G_cd G_da G_ab U)_kk",
-    "c4_k412": "sum_{k in o} (U^+ G_da G_ab G_bc U)_kk",
-    "c4_p13": "sum_{k in o, k' in o'} G~_ab[k',k] G~_cd[k,k']",
-    "c4_p24": "sum_{k in o, k' in o'} G~_bc[k,k'] G~_da[k',k]",
-    "c4_cross": "Tr(G'_ab G_bc G'_cd G_da), G' the previous sample of the block (0 for the first)",
-    "c4_n_pairs": "1 if the sample has a previous one in its block (block sum: sample pairs)",
-}
+LAYOUT_NAMES = ("x", "orbit_index", "orbit_size", "cut_slices", "cut_fractions", "pair_slices",
+                "pair_fractions", "n_open")
 
 
 def block_records():
@@ -140,8 +80,8 @@ def layout_datasets(run, layout, n_open):
         "orbit_size": np.asarray(layout.orbit_size, I8),
         "cut_slices": np.asarray(layout.cut_slices, I8),
         "cut_fractions": np.asarray(run.cuts, F8),
-        "pair_slices": np.asarray(getattr(layout, "pair_slices", np.zeros((0, 2))), I8).reshape(-1, 2),
-        "pair_fractions": np.asarray(getattr(run, "cuts4", ()), F8).reshape(-1, 2),
+        "pair_slices": np.asarray(layout.pair_slices, I8).reshape(-1, 2),
+        "pair_fractions": np.asarray(run.cuts4, F8).reshape(-1, 2),
         "n_open": np.asarray(n_open, I8),
     }
 
@@ -155,10 +95,10 @@ def counted_blocks(done, n_samples):
 
 def file_bytes(layout, n_blocks, job_text=""):
     """Bytes a run's file takes once every block is written (data plus a margin for metadata)."""
-    per_block = sum(int(np.prod(f.shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize
-                    for f in block_fields(layout).values())
+    fields = block_fields(layout)
+    per_block = sum(spec.nbytes for spec in fields.values())
     records = sum(np.dtype(d).itemsize for d, _ in block_records().values())
-    n_datasets = len(block_fields(layout)) * 2 + len(block_records()) + 12
+    n_datasets = len(fields) * 2 + len(block_records()) + 12
     metadata = 64 * 1024 + 4096 * n_datasets + 2 * len(job_text.encode())
     return (n_blocks + 1) * per_block + n_blocks * records + metadata
 
@@ -174,8 +114,7 @@ def create_datasets(f, attrs, layout_arrays, layout, n_blocks):
         Root attributes (see the module docstring); ``schema_version`` is added here.
     layout_arrays : dict
         `layout_datasets`.
-    layout
-        As for `block_fields`.
+    layout : anderson_mpi.observables.Layout
     n_blocks : int
     """
     f.attrs.update(dict(attrs, schema_version=SCHEMA_VERSION))
@@ -195,7 +134,7 @@ def create_datasets(f, attrs, layout_arrays, layout, n_blocks):
 
 
 def check_version(f, path):
-    """Raise `SchemaError` (one line naming ``path``) unless ``f`` is a schema-2 result file."""
+    """Raise `SchemaError` (one line naming ``path``) unless ``f`` is a result file of this version."""
     if "schema_version" not in f.attrs or "run" not in f.attrs:
         raise SchemaError(f"{path}: not an anderson_mpi result file (no schema_version/run attribute)")
     version = int(f.attrs["schema_version"])
@@ -224,28 +163,25 @@ def open_result(path):
     return f
 
 
-@dataclass(frozen=True)
-class _FileLayout:
-    Nx: int
-    n_orbits: int
-    n_cuts: int
-    m3_split: bool
-    n_pairs: int
-
-
-def layout_of_file(f):
-    """The layout facts `block_fields` needs, read from an open result file."""
+def layout_of_file(f, path="result file"):
+    """The run's `anderson_mpi.observables.Layout`, read back from an open result file."""
     run = json.loads(f.attrs["run"])
-    layout = f[LAYOUT]
-    return _FileLayout(Nx=len(layout["x"]), n_orbits=len(layout["orbit_size"]),
-                       n_cuts=len(np.asarray(layout["cut_slices"]).reshape(-1)),
-                       m3_split=bool(run.get("m3_split", False)),
-                       n_pairs=len(layout["pair_slices"]) if "pair_slices" in layout else 0)
+    group = f[LAYOUT]
+    missing = [name for name in LAYOUT_NAMES if name not in group]
+    if missing:
+        raise SchemaError(f"{path}: /{LAYOUT}/{missing[0]} missing")
+    x = group["x"]
+    return Layout(Nx=len(x), Ny=int(run["Ny"]), Nz=int(run["Nz"]),
+                  orbit_index=np.asarray(group["orbit_index"][...], np.int64),
+                  orbit_size=np.asarray(group["orbit_size"][...], np.int64),
+                  cut_slices=np.asarray(group["cut_slices"][...], np.int64).reshape(-1),
+                  m3_split=bool(run.get("m3_split", False)),
+                  pair_slices=np.asarray(group["pair_slices"][...], np.int64).reshape(-1, 2))
 
 
 def fields_in_file(f, path):
     """`block_fields` of an open file, after checking every dataset is there with its shape."""
-    fields = block_fields(layout_of_file(f))
+    fields = block_fields(layout_of_file(f, path))
     n_blocks = int(f.attrs["n_blocks"])
     for name, spec in fields.items():
         key = f"{BLOCKS}/{name}"

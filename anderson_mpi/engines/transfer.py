@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.linalg import lapack
 
-from .system import (DEFAULT_HOPPING, E_MINUS, E_PLUS, ModeMatrices, ScatteringSetup,
+from ..system import (DEFAULT_HOPPING, E_MINUS, E_PLUS, ModeMatrices, ScatteringSetup,
                      ScatteringStates, check_potential, flux_error, transverse_fft, transverse_ifft)
 
 __all__ = ["right_incoming", "solve_states", "solve_mode_matrices", "scattering_states",
@@ -30,7 +30,7 @@ __all__ = ["right_incoming", "solve_states", "solve_mode_matrices", "scattering_
 
 
 @lru_cache(maxsize=64)
-def _lapack_workspace(n):
+def inversion_workspace(n):
     return int(lapack.zgetri_lwork(n)[0].real)
 
 
@@ -80,7 +80,7 @@ def right_incoming(V, modes, t_perp):
     base = -(t_perp + energy * np.eye(n_perp)) / tx
     onsite = V.reshape(Nx, n_perp) / tx
     diag = np.arange(n_perp)
-    lwork = _lapack_workspace(n_perp)
+    lwork = inversion_workspace(n_perp)
 
     # Forward pass; psi doubles as the storage of the X_x, overwritten by the backward pass.
     psi = np.empty((Nx, n_perp, n_perp), dtype=complex)

@@ -3,12 +3,12 @@
 ``Gneq = G^R(E+) - G^L(E-)`` with ``G^alpha(E)_ij = sum_k psi_k(i) conj(psi_k(j))``.
 Production code never forms Gneq: it works with the stacked mode matrices
 ``Phi_a = [Psi^R_a(E+), Psi^L_a(E-)]`` and the signature ``S = diag(+1.., -1..)``,
-``G_ab = Phi_a S Phi_b^+`` (`anderson_mpi.moments`). This module forms the full matrix of a
+``G_ab = Phi_a S Phi_b^+`` (`anderson_mpi.observables`). This module forms the full matrix of a
 small sample, for tests and for looking at one sample.
 """
 from __future__ import annotations
 
-from .system import DEFAULT_HOPPING, E_MINUS, E_PLUS, check_potential
+from ..system import DEFAULT_HOPPING, E_MINUS, E_PLUS, check_potential
 from .transfer import mode_matrices
 
 __all__ = ["g_neq", "g_neq_from_modes"]
@@ -24,7 +24,7 @@ def g_neq(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MINUS):
     """The full two-point function ``Gneq = G^R(E+) - G^L(E-)`` of sample ``V``.
 
     For small systems and tests only: the result has ``(Nx Ny Nz)^2`` entries. The
-    production path (`anderson_mpi.moments`) works with the mode matrices instead.
+    production path (`anderson_mpi.observables`) works with the mode matrices instead.
 
     Parameters
     ----------

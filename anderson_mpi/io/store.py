@@ -26,18 +26,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._version import __version__
+from ..errors import StoreError
 from . import schema
-from ._version import __version__
-from .parallel import OneLineError
 
 __all__ = ["require_parallel_h5py", "StoreError", "BlockResult", "RunFile", "read_physics",
            "read_summary", "TOTAL_CHUNKS"]
 
 TOTAL_CHUNKS = 8
-
-
-class StoreError(OneLineError, RuntimeError):
-    """A result file that cannot be written (one line: the file and the cause)."""
 
 
 def require_parallel_h5py():
@@ -76,7 +72,7 @@ class BlockResult:
 def read_physics(path):
     """The stored run physics (dict) of an existing result file, serially, read-only.
 
-    Raises `anderson_mpi.schema.SchemaError` for a file of another schema version.
+    Raises `anderson_mpi.errors.SchemaError` for a file of another schema version.
     """
     f = schema.open_result(path)
     try:
@@ -90,8 +86,8 @@ class RunFile:
 
     Parameters
     ----------
-    run : anderson_mpi.config.Run
-    layout : anderson_mpi.moments.Layout
+    run : anderson_mpi.run.config.Run
+    layout : anderson_mpi.observables.Layout
     comm : mpi4py.MPI.Comm
     job_text : str
         The job's full TOML, stored verbatim.
@@ -162,14 +158,6 @@ class RunFile:
         blocks = self.file["blocks"]
         return schema.counted_blocks(blocks["done"][...], blocks["n_samples"][...])
 
-    def measured_seconds_per_sample(self):
-        """Mean seconds per sample of the counted blocks (None before any): refines the cost model."""
-        counted = self.counted_blocks()
-        if not len(counted):
-            return None
-        blocks = self.file["blocks"]
-        return float(blocks["seconds"][...][counted].sum() / blocks["n_samples"][...][counted].sum())
-
     def write_block(self, res):
         """Independent (this rank only): the block's row and records, fsync, then its flag.
 
@@ -235,7 +223,7 @@ class RunFile:
 def read_summary(path):
     """Serial read of a result file's state and headline numbers (for ``anderson-mpi info``).
 
-    Raises `anderson_mpi.schema.SchemaError` for a file that is not of this schema.
+    Raises `anderson_mpi.errors.SchemaError` for a file that is not of this schema.
     """
     f = schema.open_result(path)
     try:

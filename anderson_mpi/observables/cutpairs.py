@@ -1,4 +1,4 @@
-"""Per-sample observables of the fourth cumulant C4(a, b, c, d) on cut pairs (SPEC section 3b).
+"""Fourth order on cut pairs (docs/theory.md §7): the fields behind C4(a, b, c, d).
 
 A run fixes cut pairs ``(c, d)`` (slice indices, `pair_slices`); every ``(a, b)`` is computed.
 With ``X1 = G_ab, X2 = G_bc, X3 = G_cd, X4 = G_da`` (slice blocks of Gneq, ``G_xy = Phi_x S
@@ -11,14 +11,14 @@ Phi_y^+``) and ``M_xy = E G_xy``,
 and after the transverse sums every term is a trace around a -> b -> c -> d -> a. Everything is
 computed in the transverse Fourier basis (``phi_k = U^+ Phi``, ``G~_xy = U^+ G_xy U =
 phi_k[x] S phi_k[y]^+``), where every disorder mean of a product of consecutive blocks is
-diagonal and constant on a k orbit (`anderson_mpi.moments`). Gneq is never formed; nothing of
+diagonal and constant on a k orbit (`anderson_mpi.observables.layout`). Gneq is never formed; nothing of
 size ``(Nx N_perp)^2`` exists. The per-sample fields (`order4_field_shapes`; their block sums go
 to the result file) and the route of each partition:
 
 * ``{1234}``: ``c4_tr4 = Tr(G_ab G_bc G_cd G_da)``, per sample.
 * 3+1 (``{123}{4}`` etc.): ``Tr(E[G_ab G_bc G_cd] M_da)`` from the k-orbit sums of the diagonal of
   the triple product (``c4_k123``, ``c4_k234``, ``c4_k341``, ``c4_k412``) and ``mean_k`` of
-  `anderson_mpi.moments` (the estimator reads both; this module does not duplicate ``mean_k``).
+  the base group (the estimator reads both; this module does not duplicate ``mean_k``).
 * consecutive 2+2 and 2+1+1: the k-orbit sums of ``G_ab G_bc`` (``c4_k2c``) and ``G_ab G_bd``
   (``c4_k2d``); the other two consecutive pairs are slices and conjugates of these:
   ``(G_bc G_cd)~ = c4_k2d[b, c]``, ``(G_cd G_da)~ = conj c4_k2c[a, d]``, ``(G_da G_ab)~ =
@@ -66,10 +66,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .moments import cut_slices
+from ..contracts import COMPLEX_BYTES, Cost, Field
 
-__all__ = ["Carry", "pair_slices", "order4_field_shapes", "order4_observables",
-           "order4_block_sums"]
+__all__ = ["CUT_PAIRS", "Carry", "order4_field_shapes", "order4_observables", "order4_block_sums"]
 
 # Bound on the temporaries of one block of transverse momenta (bytes), relative to the mode
 # matrix: chunks of rows make the working set about this fraction of one mode matrix.
@@ -87,17 +86,6 @@ class Carry:
 
     phi_k: np.ndarray
     signature: np.ndarray
-
-
-def pair_slices(Nx, cuts4):
-    """Slice pairs ``(c, d)`` of the cut-pair fractions ``cuts4`` (``[[zc, zd], ...]``), each
-    fraction mapped by the rule of `anderson_mpi.moments.cut_slices`. Returns ``(n_pairs, 2)`` int."""
-    cuts = np.asarray(cuts4, dtype=float)
-    if cuts.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    if cuts.ndim != 2 or cuts.shape[1] != 2:
-        raise ValueError(f"cuts4 must be a list of [zc, zd] pairs, got shape {cuts.shape}")
-    return cut_slices(Nx, cuts.reshape(-1)).reshape(-1, 2)
 
 
 def order4_field_shapes(nx, n_orbits, n_pairs):
@@ -125,7 +113,7 @@ def order4_field_shapes(nx, n_orbits, n_pairs):
 
     Block sums: every field summed over the block's samples; ``c4_n_pairs`` then counts the
     sample pairs behind ``c4_cross`` (``n_samples - 1``). The estimator (`analysis.estimators.
-    cumulants4`) also needs ``mean_k`` of `anderson_mpi.moments.field_shapes`.
+    cumulants4`) also needs ``mean_k`` of the base group (`anderson_mpi.observables.base`).
     """
     c = np.complex128
     kd = (n_pairs, nx, nx, n_orbits)
@@ -142,22 +130,6 @@ def order4_field_shapes(nx, n_orbits, n_pairs):
         "c4_cross": ((n_pairs, nx, nx), c),
         "c4_n_pairs": ((), np.float64),
     }
-
-
-class _Orbits:
-    def __init__(self, orbit_index, n_orbits, n_perp):
-        idx = np.asarray(orbit_index, dtype=np.int64).reshape(-1)
-        if idx.shape != (n_perp,):
-            raise ValueError(f"orbit_index must have N_perp = {n_perp} entries, got {idx.shape}")
-        if n_perp and (idx.min() < 0 or idx.max() >= n_orbits):
-            raise ValueError(f"orbit_index entries must lie in [0, n_orbits = {n_orbits})")
-        self.n = int(n_orbits)
-        self.indicator = np.zeros((self.n, n_perp))
-        self.indicator[idx, np.arange(n_perp)] = 1.0
-        self.order = np.argsort(idx, kind="stable")  # k grouped by orbit
-        counts = np.bincount(idx, minlength=self.n)
-        self.starts = np.concatenate([[0], np.cumsum(counts)])
-        self.members = [self.order[self.starts[o]:self.starts[o + 1]] for o in range(self.n)]
 
 
 def _chunk_rows(nx, n_perp, width, n_src):
@@ -180,10 +152,11 @@ def _kdiag_add(acc, left, right, indicator_ks, weight=None):
 
 
 def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
+    # orbits: the run's Layout (orbit_matrix, orbit_order, orbit_starts, orbit_members)
     """All fields of cut pair i = (c, d) (module docstring) from the Fourier modes P, written
     into ``out[name][i]``."""
     nx, n_perp, width = P.shape
-    no = orbits.n
+    no = orbits.n_orbits
     flat = P.reshape(nx * n_perp, width)
     Pc, Pd = P[c], P[d]
     Y = (Pc * s) @ Pd.conj().T                                   # G~_cd
@@ -214,7 +187,7 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
     for k0 in range(0, n_perp, chunk):
         ks = slice(k0, min(n_perp, k0 + chunk))
         nk = ks.stop - k0
-        ind = orbits.indicator[:, ks]
+        ind = orbits.orbit_matrix[:, ks]
         if low_memory:
             x = np.empty((ns, nk, width), dtype=complex)
             x[0], x[3] = Pd[ks], Pc[ks]
@@ -257,10 +230,10 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
         # (G_bc G_cd G_da)~_kk = sum_q conj(G~_cb[q,k]) (G~_cd G~_da)[q,k], q in this block
         k234 += np.matmul(gh[:, :, 2, :].transpose(1, 0, 2), gcb.transpose(1, 2, 0))
         # c4_p24: sum_{k in o, k' in o'} conj(G~_cb[k',k]) G~_da[k',k], k' in this block
-        g_da = gh[:, orbits.order, 0, :]                         # [a, k (orbit order), r]
-        g_cb = gcb[:, orbits.order, :]
+        g_da = gh[:, orbits.orbit_order, 0, :]                         # [a, k (orbit order), r]
+        g_cb = gcb[:, orbits.orbit_order, :]
         for o in range(no):
-            j0, j1 = orbits.starts[o], orbits.starts[o + 1]
+            j0, j1 = orbits.orbit_starts[o], orbits.orbit_starts[o + 1]
             blk = np.matmul(g_da[:, j0:j1, :].transpose(2, 0, 1), g_cb[:, j0:j1, :].transpose(2, 1, 0))
             p24[:, :, o, :] += (ind @ blk.reshape(nk, -1)).reshape(no, nx, nx).transpose(1, 2, 0)
         del g_da, g_cb, gcb
@@ -277,7 +250,7 @@ def _pair_fields(P, s, c, d, orbits, previous, out, i, low_memory=True):
     out["c4_cross"][i] = cross
     for name, value in acc.items():
         out[name][i] = value.reshape(no, nx, nx).transpose(1, 2, 0)
-    out["c4_k234"][i] = (orbits.indicator @ k234.reshape(n_perp, -1)).reshape(no, nx, nx).transpose(1, 2, 0)
+    out["c4_k234"][i] = (orbits.orbit_matrix @ k234.reshape(n_perp, -1)).reshape(no, nx, nx).transpose(1, 2, 0)
     del k234
     _p13(P, s, Y, orbits, out["c4_p13"][i])
 
@@ -291,7 +264,7 @@ def _p13(P, s, Y, orbits, out):
     per orbit: this is the part of the order-4 work that grows like N^8 in the cube.
     """
     nx, n_perp, width = P.shape
-    no = orbits.n
+    no = orbits.n_orbits
     chunk = int(max(1, min(n_perp, _P13_CHUNK_BYTES // (16 * nx * width))))
     yc = Y.conj()
     out[...] = 0.0                                               # accumulates the conjugate
@@ -299,41 +272,34 @@ def _p13(P, s, Y, orbits, out):
         ks = slice(k0, min(n_perp, k0 + chunk))
         nk = ks.stop - k0
         lhs = P[:, ks, :].conj().transpose(1, 0, 2) * s          # (nk, Nx, M)
-        ind = orbits.indicator[:, ks]
+        ind = orbits.orbit_matrix[:, ks]
         for o in range(no):
-            idx = orbits.members[o]
+            idx = orbits.orbit_members[o]
             v = np.matmul(yc[idx, ks].T, P[:, idx, :])            # (Nx, nk, M) = V_b[k', m]
             block = np.matmul(lhs, v.transpose(1, 2, 0))         # (nk, Nx, Nx)
             out[:, :, o, :] += (ind @ block.reshape(nk, -1)).reshape(no, nx, nx).transpose(1, 2, 0)
     np.conjugate(out, out=out)
 
 
-def order4_observables(phi, phi_k, signature, pair_slices, orbit_index, n_orbits, previous=None,
-                       low_memory=True):
-    """Per-sample fourth-order observables on the cut pairs (`order4_field_shapes`).
+def order4_observables(phi_k, signature, layout, previous=None, low_memory=True):
+    """Per-sample fourth-order observables on the layout's cut pairs (`order4_field_shapes`).
 
     Parameters
     ----------
-    phi : ndarray (Nx, N_perp, M) or None
-        The sample's stacked mode matrix; only its shape is checked (every quantity is computed
-        from ``phi_k``, where the traces are the same and the k-diagonals are direct).
     phi_k : ndarray (Nx, N_perp, M), complex
-        Its transverse Fourier transform (`anderson_mpi.moments._transverse_fft`, axis 1).
-        ``M`` is any number of columns (2 N_perp when every channel is open, fewer otherwise).
+        The sample's mode matrices in the transverse Fourier basis (axis 1). ``M`` is any number
+        of columns (2 N_perp when every channel is open, fewer otherwise).
     signature : ndarray (M,)
         +1 / -1 per column, in any order.
-    pair_slices : int array (n_pairs, 2)
-        ``(c, d)`` per cut pair (`pair_slices`); ``c == d`` is allowed.
-    orbit_index : int array (N_perp,)
-        k orbit of each transverse mode (`anderson_mpi.moments.k_orbits`).
-    n_orbits : int
+    layout : anderson_mpi.observables.layout.Layout
+        Its ``pair_slices`` (c, d) (``c == d`` is allowed) and k orbits.
     previous : Carry or None
         The carry returned for the previous sample of the SAME seed block; None for the first
         sample of a block (its ``c4_cross`` is then 0 and ``c4_n_pairs`` 0).
     low_memory : bool
         True: every product blocked over momenta (working set a fraction of one mode matrix).
         False: hold ``G~_bc`` and ``G~_ad`` of all slices (one more mode matrix) and save 1.5 of
-        the 11 cut-sized products (about 0.5 recursions at N = 16). Same results to rounding.
+        the 11 cut-sized products. Same results to rounding.
 
     Returns
     -------
@@ -347,30 +313,30 @@ def order4_observables(phi, phi_k, signature, pair_slices, orbit_index, n_orbits
     if P.ndim != 3:
         raise ValueError(f"phi_k must have shape (Nx, N_perp, M), got {np.shape(phi_k)}")
     nx, n_perp, width = P.shape
-    if phi is not None and np.shape(phi) != P.shape:
-        raise ValueError(f"phi {np.shape(phi)} and phi_k {P.shape} differ in shape")
+    if (nx, n_perp) != (layout.Nx, layout.n_perp):
+        raise ValueError(f"phi_k {P.shape} does not match the layout's (Nx, N_perp) = "
+                         f"{(layout.Nx, layout.n_perp)}")
     s = np.asarray(signature, dtype=float).reshape(-1)
     if s.shape != (width,) or not np.all(np.abs(s) == 1.0):
         raise ValueError(f"signature must hold M = {width} entries +-1")
-    pairs = np.asarray(pair_slices, dtype=np.int64).reshape(-1, 2)
+    pairs = np.asarray(layout.pair_slices, dtype=np.int64).reshape(-1, 2)
     if pairs.size and (pairs.min() < 0 or pairs.max() >= nx):
         raise ValueError(f"pair slices must lie in [0, Nx = {nx}), got {pairs.tolist()}")
-    orbits = _Orbits(orbit_index, n_orbits, n_perp)
     if previous is not None:
         pp = previous.phi_k
         if pp.ndim != 3 or pp.shape[:2] != (nx, n_perp) or previous.signature.shape != (pp.shape[2],):
             raise ValueError(f"previous sample's phi_k {pp.shape} does not match ({nx}, {n_perp}, *)")
 
-    shapes = order4_field_shapes(nx, orbits.n, len(pairs))
+    shapes = order4_field_shapes(nx, layout.n_orbits, len(pairs))
     obs = {name: np.zeros(shape, dtype) for name, (shape, dtype) in shapes.items()}
     for i, (c, d) in enumerate(pairs):
-        _pair_fields(P, s, int(c), int(d), orbits, previous, obs, i, low_memory)
+        _pair_fields(P, s, int(c), int(d), layout, previous, obs, i, low_memory)
     obs["c4_n_pairs"] = np.float64(0.0 if previous is None else 1.0)
     return obs, Carry(phi_k=P, signature=s)
 
 
-def order4_block_sums(samples, pair_slices, orbit_index, n_orbits):
-    """Block sums of one seed block: ``samples`` yields ``(phi, phi_k, signature)`` in the block's
+def order4_block_sums(samples, layout):
+    """Block sums of one seed block: ``samples`` yields ``(phi_k, signature)`` in the block's
     fixed sample order (global sample indices increasing). The carry starts empty at the block's
     first sample, so the sums depend only on the block's own samples and their order, never on
     which rank computes the block or what it computed before.
@@ -378,9 +344,58 @@ def order4_block_sums(samples, pair_slices, orbit_index, n_orbits):
     Returns ``(sums, n_samples)``.
     """
     sums, carry, n = None, None, 0
-    for phi, phi_k, signature in samples:
-        obs, carry = order4_observables(phi, phi_k, signature, pair_slices, orbit_index,
-                                        n_orbits, previous=carry)
+    for phi_k, signature in samples:
+        obs, carry = order4_observables(phi_k, signature, layout, previous=carry)
         sums = obs if sums is None else {k: sums[k] + v for k, v in obs.items()}
         n += 1
     return sums, n
+
+
+MEANINGS = {
+    "c4_tr4": "Tr(G_ab G_bc G_cd G_da)",
+    "c4_k2c": "sum_{k in o} (U^+ G_ab G_bc U)_kk",
+    "c4_k2d": "sum_{k in o} (U^+ G_ab G_bd U)_kk",
+    "c4_k123": "sum_{k in o} (U^+ G_ab G_bc G_cd U)_kk",
+    "c4_k234": "sum_{k in o} (U^+ G_bc G_cd G_da U)_kk",
+    "c4_k341": "sum_{k in o} (U^+ G_cd G_da G_ab U)_kk",
+    "c4_k412": "sum_{k in o} (U^+ G_da G_ab G_bc U)_kk",
+    "c4_p13": "sum_{k in o, k' in o'} G~_ab[k',k] G~_cd[k,k']",
+    "c4_p24": "sum_{k in o, k' in o'} G~_bc[k,k'] G~_da[k',k]",
+    "c4_cross": "Tr(G'_ab G_bc G'_cd G_da), G' the previous sample of the block (0 for the first)",
+    "c4_n_pairs": "1 if the sample has a previous one in its block (block sum: sample pairs)",
+}
+
+
+class CutPairsGroup:
+    """C4 on the job's cut pairs (``cuts4``), with the previous sample of the block carried."""
+
+    name = "cut_pairs"
+
+    def active(self, layout):
+        return layout.n_pairs > 0
+
+    def fields(self, layout):
+        shapes = order4_field_shapes(layout.Nx, layout.n_orbits, layout.n_pairs)
+        return {name: Field(shape, dtype, MEANINGS[name]) for name, (shape, dtype) in shapes.items()}
+
+    def steps(self, layout):
+        return [(40, self.compute)]
+
+    def compute(self, work, state):
+        # the carry keeps this phi_k for the next sample of the block: nothing may overwrite it
+        work.keep_phi_k = True
+        obs, state[self.name] = order4_observables(work.phi_k, work.s, work.layout,
+                                                   previous=state.get(self.name))
+        return obs
+
+    def cost(self, layout, width):
+        nx, n_perp, no = layout.Nx, layout.n_perp, layout.n_orbits
+        product = nx * n_perp**2 * width
+        per_pair = Cost(gemm=11 * product + nx**2 * n_perp * width,
+                        batched=(1 + no / max(nx, 1)) * product + nx**2 * n_perp**2,
+                        calls=(2 + no) * max(1, n_perp // 64) + 30,
+                        # blocks of momenta (half a mode matrix) and the orbit-pair outputs;
+                        # the carried previous sample is one more mode matrix
+                        memory=COMPLEX_BYTES * (nx * n_perp * width * 1.5 + 2 * nx**2 * no**2))
+        return per_pair * layout.n_pairs
+CUT_PAIRS = CutPairsGroup()

@@ -8,7 +8,7 @@ of the dealing of blocks and of interruptions.
 Per run, what every sample shares is built once (`RunContext`: the `ScatteringSetup`, the
 observables' `Layout`, the solver); per sample: potential -> engine -> mode matrices ->
 observables, summed over the block. The pending blocks of all runs of a job form one pool
-(`anderson_mpi.scheduler`), dealt to the ranks largest first.
+(`anderson_mpi.run.scheduler`), dealt to the ranks largest first.
 """
 from __future__ import annotations
 
@@ -18,23 +18,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..engines import make_engine
+from ..errors import SampleError
+from ..io.progress import ProgressLog, slurm_info
+from ..io.store import BlockResult
+from ..observables import BlockState, block_fields, layout_for, sample_observables
+from ..system import ScatteringSetup
 from . import faults
 from .config import run_key
-from .moments import BlockState, layout_for, sample_observables
-from .parallel import OneLineError, blas_info, limit_blas_threads, worker_groups
-from .progress import ProgressLog, slurm_info
+from .mpi import blas_info, limit_blas_threads, worker_groups
 from .scheduler import Coordinator, block_cost, work_items
-from .schema import block_fields
-from .store import BlockResult, StoreError
-from .system import ScatteringSetup
 
-__all__ = ["SampleError", "potential", "RunContext", "make_context", "compute_block",
-           "execute_job"]
-
-
-class SampleError(OneLineError, RuntimeError):
-    """A sample that must not be summed (non-finite numbers, unitarity violated)."""
-
+__all__ = ["potential", "RunContext", "make_context", "compute_block", "execute_job"]
 
 def potential(run, sample):
     """The disorder potential of sample ``sample`` of ``run`` (uniform in [-W/2, W/2])."""
@@ -45,32 +40,22 @@ def potential(run, sample):
 
 @dataclass(frozen=True)
 class RunContext:
-    """What every sample of a run shares, built once: setup, layout, solver, block fields."""
+    """What every sample of a run shares, built once: setup, layout, engine, block fields."""
 
     run: object
     setup: ScatteringSetup
     layout: object
-    solve: object          # V -> ModeMatrices
+    engine: object         # anderson_mpi.engines.Engine: V -> ModeMatrices
     fields: dict
-    observe: bool = True   # False on the non-leading ranks of a PETSc group
 
 
 def make_context(run, group_comm=None, blas_threads=1):
-    """The `RunContext` of ``run`` (``group_comm``: the ranks sharing one PETSc sample)."""
+    """The `RunContext` of ``run`` (``group_comm``: the ranks sharing one sample)."""
     setup = ScatteringSetup.build(run.shape, run.hopping, run.e_plus, run.e_minus)
     layout = layout_for(setup, run.cuts, run.m3_split, run.cuts4)
-    if run.solver == "petsc":
-        from . import petsc_solver
-        petsc_solver._petsc()            # loads PETSc and with it the system BLAS ...
-        limit_blas_threads(blas_threads)  # ... which gets the same thread limit
-        solve = lambda V: petsc_solver.solve_mode_matrices(V, setup, comm=group_comm)  # noqa: E731
-        observe = group_comm.rank == 0
-    else:
-        from .transfer import solve_mode_matrices
-        solve = lambda V: solve_mode_matrices(V, setup)  # noqa: E731
-        observe = True
-    return RunContext(run=run, setup=setup, layout=layout, solve=solve,
-                      fields=block_fields(layout), observe=observe)
+    engine = make_engine(run.solver, setup, group_comm)
+    limit_blas_threads(blas_threads)  # an engine may load a BLAS of its own (PETSc: the system one)
+    return RunContext(run=run, setup=setup, layout=layout, engine=engine, fields=block_fields(layout))
 
 
 def compute_block(ctx, block, rank=0, between_samples=None):
@@ -89,7 +74,7 @@ def compute_block(ctx, block, rank=0, between_samples=None):
     Returns
     -------
     BlockResult
-        ``sums`` is None where ``ctx.observe`` is false (a non-leading rank of a PETSc group).
+        ``sums`` is None where the engine does not observe (a non-leading rank of a PETSc group).
 
     Raises
     ------
@@ -112,13 +97,13 @@ def compute_block(ctx, block, rank=0, between_samples=None):
         if s in faults.planned("hang"):
             time.sleep(600.0)
         try:
-            modes = ctx.solve(V)
+            modes = ctx.engine.solve(V)
             error = modes.unitarity_error
             if not np.isfinite(error) or not np.all(np.isfinite(modes.phi)):
                 raise SampleError("non-finite scattering states")
             if error > run.unitarity_tol:
                 raise SampleError(f"unitarity error {error:.3e} > unitarity_tol {run.unitarity_tol:g}")
-            if ctx.observe:
+            if ctx.engine.observes:
                 obs = sample_observables(modes, ctx.layout, state)
                 bad = [name for name, value in obs.items() if not np.all(np.isfinite(value))]
                 if bad:
@@ -130,14 +115,14 @@ def compute_block(ctx, block, rank=0, between_samples=None):
         worst = max(worst, error)
         if between_samples is not None:
             between_samples()
-    return BlockResult(block=block, sums=sums if ctx.observe else None, n_samples=len(samples),
+    return BlockResult(block=block, sums=sums if ctx.engine.observes else None, n_samples=len(samples),
                        unitarity_max=worst, seconds=time.perf_counter() - start, rank=rank)
 
 
 class _Progress:
     """Rank 0's account of the job: structured records per run, and throttled log lines.
 
-    The ETA counts work in the cost model's units (`anderson_mpi.scheduler.block_cost`), not
+    The ETA counts work in the cost model's units (`anderson_mpi.run.scheduler.block_cost`), not
     samples: the pool computes the most expensive blocks first, so samples per second rise
     through a job.
     """
@@ -172,12 +157,12 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
     """Compute every pending block of every run over the ranks of ``comm``; finalize the files.
 
     All runs' files are opened (collectively, in plan order), their pending blocks go into one
-    pool dealt by `anderson_mpi.scheduler.Coordinator`, largest first; each block is written
+    pool dealt by `anderson_mpi.run.scheduler.Coordinator`, largest first; each block is written
     by the rank that computed it; at the end each file gets its totals (collective).
 
     Parameters
     ----------
-    runs : list of anderson_mpi.config.Run
+    runs : list of anderson_mpi.run.config.Run
         Same solver settings (job-level keys).
     comm : mpi4py.MPI.Comm
     job_text : str
@@ -193,7 +178,7 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
     list of dict
         Per run: the totals and ``n_samples``.
     """
-    from .store import RunFile
+    from ..io.store import RunFile
 
     group_size = runs[0].petsc_group_size if runs[0].solver == "petsc" else 1
     group_comm, _, n_groups = worker_groups(comm, group_size)
@@ -263,10 +248,6 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
         out.append({**totals, "n_samples": n_total})
     group_comm.Free()
     return out
-
-
-# Errors that explain themselves in one line when they end a job (no traceback).
-ONE_LINE_ERRORS = (SampleError, StoreError)
 
 
 def _hms(seconds):

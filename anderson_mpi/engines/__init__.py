@@ -1,0 +1,110 @@
+"""The engines: one description of the system in, mode matrices out, by name.
+
+``make_engine(name, setup, comm=None)`` returns an `Engine` whose ``solve(sample_input)`` gives the
+`anderson_mpi.system.ModeMatrices` of one sample (the potential V for the Anderson engines). Every
+engine consumes the same description (a `anderson_mpi.system.ScatteringSetup`) and returns the same
+result type, so the observables, the tests of invariants and the job executor never ask which
+engine ran. Engines are registered here in the style of a solver registry: a new engine is one
+module and one `EngineSpec`, with its cost (`anderson_mpi.contracts.Cost` of one sample) so that
+the scheduler and the memory preflight know it.
+
+- ``transfer``: the renormalized transfer matrix (`anderson_mpi.engines.transfer`), one rank.
+- ``petsc``: the distributed sparse direct solve (`anderson_mpi.engines.petsc`; petsc4py loaded
+  when the engine is made), one sample over the ranks of ``comm``.
+
+Engines know nothing of files; the only MPI they see is the communicator passed in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..contracts import COMPLEX_BYTES, Cost
+
+__all__ = ["Engine", "EngineSpec", "ENGINES", "make_engine", "engine_cost"]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A ready engine of one run.
+
+    Attributes
+    ----------
+    name : str
+    setup : object
+        The description it was built for.
+    solve : callable
+        ``solve(sample_input) -> ModeMatrices`` (collective over the engine's communicator).
+    observes : bool
+        Whether this rank computes the observables of the samples (False on the non-leading
+        ranks of a group that shares one sample).
+    """
+
+    name: str
+    setup: object
+    solve: Callable
+    observes: bool = True
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    build: Callable      # (setup, comm) -> Engine
+    cost: Callable       # (Nx, N_perp, width) -> Cost of one sample
+    description: str
+
+
+def _transfer_build(setup, comm=None):
+    from .transfer import solve_mode_matrices
+    return Engine("transfer", setup, lambda V: solve_mode_matrices(V, setup))
+
+
+def _transfer_cost(Nx, n_perp, width):
+    """Per lead and slice one inversion (zgetrf + zgetri: n^3) and one product n^2 n_open."""
+    nx, n = Nx, n_perp
+    return Cost(lu=2 * nx * n**3 + 2 * n**3,     # the slices, and the right-lead matching
+                gemm=nx * n**2 * width,
+                calls=2 * (6 * nx + 30),
+                # the recursion's storage of one lead (all X_x) next to the stacked result
+                memory=COMPLEX_BYTES * (nx * n * n + nx * n * width + 4 * n * n))
+
+
+def _petsc_build(setup, comm=None):
+    from . import petsc
+    if comm is None:
+        from mpi4py import MPI
+        comm = MPI.COMM_SELF
+    petsc.load_petsc()
+    return Engine("petsc", setup, lambda V: petsc.solve_mode_matrices(V, setup, comm=comm),
+                  observes=comm.rank == 0)
+
+
+def _petsc_cost(Nx, n_perp, width):
+    # measured within 1.0-1.3x of the transfer matrix per sample on one rank at N = 20-24, with
+    # every rank of the group holding the gathered states
+    return _transfer_cost(Nx, n_perp, width) * 1.3
+
+
+ENGINES = {
+    "transfer": EngineSpec("transfer", _transfer_build, _transfer_cost,
+                           "renormalized transfer matrix, one rank per sample"),
+    "petsc": EngineSpec("petsc", _petsc_build, _petsc_cost,
+                        "PETSc/MUMPS sparse direct solve, one sample over a group of ranks"),
+}
+
+
+def _spec(name):
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})") from None
+
+
+def make_engine(name, setup, comm=None):
+    """The engine ``name`` for ``setup``; ``comm``: the ranks that share one sample (PETSc)."""
+    return _spec(name).build(setup, comm)
+
+
+def engine_cost(name, Nx, n_perp, width):
+    """`Cost` of one sample of engine ``name`` (``width``: the number of mode columns)."""
+    return _spec(name).cost(Nx, n_perp, width)

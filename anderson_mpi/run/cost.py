@@ -1,0 +1,108 @@
+"""The cost model: seconds and memory of one sample of a run, from the declarations.
+
+A run's sample costs its engine's `anderson_mpi.contracts.Cost` plus that of every active
+observable group (`anderson_mpi.observables.observables_cost`). Seconds follow from four machine
+rates (`Rates`: seconds per complex multiply-add in large products, in batches of small
+products, in LU/inversions, and per Python-level call); memory per rank from the mode matrices
+the run holds plus the largest working set of a step. The scheduler deals blocks by this cost,
+the ETA counts work in it, ``anderson-mpi plan`` prints it, and the memory preflight compares it
+with what a rank has.
+
+Everything here is arithmetic on the run's parameters: no lead modes, no layout arrays of the
+run's size are built, so planning a job of any size is instant and allocates nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..contracts import COMPLEX_BYTES
+from ..engines import engine_cost
+from ..observables import Layout, cut_slices, k_orbits, observables_cost, pair_slices
+from ..system import open_channel_count
+
+__all__ = ["Rates", "DEFAULT_RATES", "run_layout", "mode_columns", "sample_cost",
+           "sample_seconds", "block_seconds", "memory_per_rank"]
+
+# Above this many transverse momenta the k orbits are estimated instead of enumerated.
+_ENUMERATE_ORBITS = 2**22
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Seconds per unit of each kind of work (`anderson_mpi.contracts.Cost`), one BLAS thread."""
+
+    gemm: float
+    batched: float
+    lu: float
+    call: float
+
+    def seconds(self, cost):
+        return (cost.gemm * self.gemm + cost.batched * self.batched + cost.lu * self.lu
+                + cost.calls * self.call)
+
+
+# Measured on the reference machine (2-core AMD EPYC, OpenBLAS 0.3.31 SkylakeX kernels, one
+# thread; `python -m anderson_mpi.bench --only cost` measures and prints them for yours).
+DEFAULT_RATES = Rates(gemm=1.0 / 2.0e9, batched=1.0 / 0.9e9, lu=1.0 / 1.2e9, call=6e-6)
+
+
+def _orbit_count(Ny, Nz, hopping):
+    if Ny * Nz <= _ENUMERATE_ORBITS:
+        return len(k_orbits(Ny, Nz, hopping)[1])
+    swap = 2 if (Ny == Nz and hopping[1] == hopping[2]) else 1
+    return max(1, (Ny * Nz) // (4 * swap))
+
+
+def run_layout(run):
+    """A `Layout` with the run's sizes and options; its orbit arrays are placeholders beyond
+    `_ENUMERATE_ORBITS` momenta (only their number enters a cost)."""
+    n_orb = _orbit_count(run.Ny, run.Nz, run.hopping)
+    return Layout(Nx=run.Nx, Ny=run.Ny, Nz=run.Nz,
+                  orbit_index=np.zeros(0, np.int64), orbit_size=np.ones(n_orb, np.int64),
+                  cut_slices=cut_slices(run.Nx, run.cuts), m3_split=run.m3_split,
+                  pair_slices=pair_slices(run.Nx, run.cuts4), transport=True)
+
+
+def mode_columns(run):
+    """Columns of the stacked mode matrices: open channels at E+ plus those at E-."""
+    return (open_channel_count(run.Ny, run.Nz, run.e_plus, run.hopping)
+            + open_channel_count(run.Ny, run.Nz, run.e_minus, run.hopping))
+
+
+@lru_cache(maxsize=1024)  # runs are immutable; the scheduler asks once per block
+def sample_cost(run):
+    """`Cost` of one sample of ``run``: its engine and every active observable group."""
+    width = mode_columns(run)
+    return (engine_cost(run.solver, run.Nx, run.Ny * run.Nz, width)
+            + observables_cost(run_layout(run), width))
+
+
+def sample_seconds(run, rates=DEFAULT_RATES):
+    """Expected seconds of one sample on one rank (one BLAS thread)."""
+    return rates.seconds(sample_cost(run))
+
+
+def block_seconds(run, block, rates=DEFAULT_RATES):
+    return len(run.block_samples(block)) * sample_seconds(run, rates)
+
+
+def memory_per_rank(run):
+    """Expected peak bytes of one rank computing ``run``'s samples.
+
+    The stacked mode matrices of a sample, the largest working set of the engine or of a group
+    on top of them, one block of sums of every field (and the file's buffers of one row), and
+    the interpreter with its libraries. With a group of ranks sharing a sample (PETSc), every
+    rank of the group holds the gathered mode matrices.
+    """
+    width = mode_columns(run)
+    layout = run_layout(run)
+    phi = COMPLEX_BYTES * run.Nx * run.Ny * run.Nz * width
+    engine = engine_cost(run.solver, run.Nx, run.Ny * run.Nz, width).memory
+    groups = observables_cost(layout, width).memory
+    from ..observables import block_fields
+    sums = sum(spec.nbytes for spec in block_fields(layout).values())
+    baseline = 150 * 2**20   # Python, numpy, scipy, mpi4py, h5py
+    return int(phi + max(engine, groups) + 2 * sums + baseline)
