@@ -84,13 +84,6 @@ class Means(dict):
 
 # --- pytrees: an array (or scalar) or a flat dict of them -----------------------------------
 
-def _tree_map(func, *trees):
-    first = trees[0]
-    if isinstance(first, Mapping):
-        return {k: func(*(t[k] for t in trees)) for k in first}
-    return func(*trees)
-
-
 def _stack(trees):
     first = trees[0]
     if isinstance(first, Mapping):
@@ -156,10 +149,6 @@ class Replicated:
     def error(self):
         """Jackknife standard error (same structure as ``full``; real)."""
         return self._collect(1)
-
-    @property
-    def n_replicates(self):
-        return sum(len(h) for _, h in self.groups.values())
 
     def __getitem__(self, key):
         """The leaf ``key`` of a dict-valued estimate, as a `Replicated`."""

@@ -110,14 +110,6 @@ class Group:
         return self.fits["dn2_extrapolated"]
 
     @property
-    def m2_fit(self):
-        return self.m_fits.get("m2")
-
-    @property
-    def m3_fit(self):
-        return self.m_fits.get("m3")
-
-    @property
     def label(self):
         if self.geometry == "cube":
             return f"cube W={self.W:g}"

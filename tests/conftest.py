@@ -4,15 +4,15 @@ Under ``mpirun -n P python -m pytest --with-mpi`` every rank runs the collective
 (marked ``mpi``) together, first; the serial tests are dealt round-robin over the ranks so
 that P ranks on few cores do not all repeat the same serial work. Serially (plain
 ``python -m pytest``) everything not marked ``mpi`` runs in the one process.
+
+Fixtures: ``rng`` (a fixed stream per test), ``engine`` (every engine of the registry, so that
+the invariant suite runs on each and two independent methods check each other). Helper
+functions (processes, job and result files) are in tests/helpers.py, the synthetic ensemble in
+tests/synthetic.py, the independent sparse solver in tests/greens.py.
 """
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _world(config):
@@ -71,83 +71,41 @@ def pytest_collection_modifyitems(config, items):
     items[:] = collective + mine
 
 
-def child_env(**extra):
-    """Environment for a child ``mpirun``: no trace of an enclosing MPI job.
-
-    A test that itself runs under mpirun inherits OMPI_/PMIX_ variables that would make a
-    nested mpirun attach to the parent job; only the root/oversubscribe switches are kept.
-    """
-    keep = {"OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM",
-            "OMPI_MCA_rmaps_base_oversubscribe"}
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith(("OMPI_", "PMIX_", "PMI_", "HYDRA_", "OPAL_", "PRTE_")) and k not in keep)}
-    env.update({"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-                "OMPI_MCA_rmaps_base_oversubscribe": "1", "OMP_NUM_THREADS": "1",
-                "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def run_mpi(np_, args, timeout=300, **kwargs):
-    """Run ``mpirun -n np_ python ARGS`` (real ranks) and return the CompletedProcess."""
-    cmd = ["mpirun", "-n", str(np_), sys.executable] + [str(a) for a in args]
-    return subprocess.run(cmd, env=child_env(), cwd=kwargs.pop("cwd", ROOT), capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
-
-
-def descendants(pid):
-    """All live descendants of ``pid`` (mpirun puts its ranks in process groups of their own)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def kill_tree(pid, sig=9):
-    """SIGKILL a launcher and every process under it at once, as a node failure would."""
-    for p in [pid] + descendants(pid):
-        try:
-            os.kill(p, sig)
-        except ProcessLookupError:
-            pass
-
-
-def read_progress(result_path, event=None):
-    """The structured progress records of a run (anderson_mpi.progress), oldest first."""
-    from anderson_mpi.io.progress import progress_path, read_records
-    return read_records(progress_path(str(result_path)), event)
-
-
-def rank_pids(launcher_pid):
-    """``{MPI rank: pid}`` of the ranks under a launcher (from each process's environment)."""
-    ranks = {}
-    for pid in descendants(launcher_pid):
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmd = fh.read()
-        except OSError:
-            continue
-        if b"python" in cmd and b"OMPI_COMM_WORLD_RANK" in env:
-            ranks[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
-    return ranks
-
-
 @pytest.fixture
 def rng(request):
     # A fixed, test-specific stream: reproducible failures.
     import zlib
     import numpy as np
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+class EngineUnderTest:
+    """One engine of the registry as the invariant tests use it: scattering states of one lead at
+    one energy, and the stacked mode matrices, both through `anderson_mpi.make_engine`."""
+
+    def __init__(self, name, comm=None):
+        self.name, self.comm = name, comm
+
+    def modes(self, V, hopping=(1.0, 0.4, 0.4), e_plus=0.2, e_minus=-0.2):
+        import numpy as np
+        import anderson_mpi as am
+        setup = am.ScatteringSetup.build(np.shape(V), hopping, e_plus, e_minus)
+        return am.make_engine(self.name, setup, self.comm).solve(np.ascontiguousarray(V, dtype=float))
+
+    def states(self, V, energy, lead, hopping=(1.0, 0.4, 0.4)):
+        import anderson_mpi as am
+        if self.name == "transfer":
+            return am.scattering_states(V, energy, lead, hopping=hopping)
+        return am.petsc_scattering_states(V, energy, lead, hopping=hopping, comm=self.comm)
+
+
+@pytest.fixture(params=["transfer", "petsc"])
+def engine(request):
+    """Every engine of the registry (PETSc on one rank: ``COMM_SELF``)."""
+    import anderson_mpi.engines as engines
+    assert set(engines.ENGINES) == {"transfer", "petsc"}, "a new engine: add it to this fixture"
+    if request.param == "petsc":
+        pytest.importorskip("petsc4py", reason="petsc4py is not installed (solver = 'petsc' unavailable)")
+        from mpi4py import MPI
+        return EngineUnderTest("petsc", MPI.COMM_SELF)
+    return EngineUnderTest("transfer")

@@ -197,3 +197,12 @@ def eq5(n, x, dn):
     a, b, c = x[..., 0], x[..., 1], x[..., 2]
     return dn**3 * (np.minimum(a, np.minimum(b, c)) - a * np.minimum(b, c)
                     - b * np.minimum(c, a) - c * np.minimum(a, b) + 2 * a * b * c)
+
+
+def bond_currents(psi, tx=1.0):
+    """Current matrices J_x = -i tx (Psi_x^+ Psi_{x+1} - Psi_{x+1}^+ Psi_x) through bonds (x, x+1).
+
+    The diagonal is the particle current of each state from slice x to x + 1.
+    """
+    overlap = np.einsum("xpk,xpl->xkl", psi[:-1].conj(), psi[1:])
+    return -1j * tx * (overlap - overlap.conj().transpose(0, 2, 1))

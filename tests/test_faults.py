@@ -5,7 +5,6 @@ created, a job file that is not UTF-8, too little disk space (refused before any
 disk that fills up mid-job, SIGTERM to mpirun or to one rank, and result files of another
 schema version. The small file systems are real tmpfs mounts (root only; CI runs as root).
 """
-import json
 import os
 import signal
 import subprocess
@@ -16,18 +15,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, child_env, kill_tree, rank_pids, read_progress, run_mpi
-from test_sweep import (assert_totals_identical, read_totals, run_cli, start_run, wait_for_blocks,
-                        write_job)
-
-
-def one_line(proc):
-    """The one line the suite printed (mpirun adds its own banner about the exit status)."""
-    lines = proc.stderr.strip().splitlines()
-    if "mpirun" in proc.args[0]:
-        lines = [line for line in lines if line.startswith("anderson-mpi")]
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    return lines[0]
+from helpers import (ROOT, assert_totals_identical, child_env, kill_tree, one_line, rank_pids,
+                     read_totals, run_cli, start_run, wait_for_blocks, write_job)
 
 
 # --- bad input -------------------------------------------------------------------------------

@@ -7,18 +7,15 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, child_env
+from helpers import ROOT, child_env
 
-sys.path.insert(0, str(ROOT))
-
-from analysis.io import open_run  # noqa: E402
-from analysis.estimators import run_estimates  # noqa: E402
+from analysis.estimators import run_estimates
+from analysis.io import open_run
 
 JOB = """
 name = "tiny"

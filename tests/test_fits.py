@@ -5,17 +5,13 @@ blocks gives the Replicated estimates the fits consume, exactly as for real runs
 values come from the planted profiles (or an independent least-squares formula on them),
 never from the code's own output.
 """
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis import fits, qssep, windows  # noqa: E402
-from analysis.estimators import combine, jackknife  # noqa: E402
-from analysis.windows import DEFAULT, GRID, Window  # noqa: E402
+from analysis import fits, qssep, windows
+from analysis.estimators import combine, jackknife
+from analysis.windows import DEFAULT, GRID, Window
 
 
 def x_of(nx):

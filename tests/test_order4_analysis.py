@@ -11,7 +11,7 @@ from analysis.order4 import (distinct_mask, fig_crossing_map, fig_g4_lines, fit_
 from anderson_mpi.observables.cutpairs import order4_field_shapes
 
 
-from test_qssep import _eq5 as eq5  # noqa: E402  (SPEC eq. (5), written out independently)
+from helpers import eq5
 
 
 def set_partitions(items):
@@ -156,7 +156,7 @@ def test_order_four_through_the_sweep_and_the_analysis(tmp_path):
 
     import h5py
 
-    from conftest import ROOT, child_env
+    from helpers import ROOT, child_env
 
     job = tmp_path / "o4.toml"
     job.write_text('geometry = "cube"\nsizes = [4, 5]\nW = [6.0]\nsamples = 24\nblock_size = 4\n'

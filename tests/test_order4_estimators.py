@@ -24,7 +24,6 @@ from anderson_mpi.system import transverse_fft
 from anderson_mpi.observables import k_orbits
 from anderson_mpi.observables import Layout, pair_slices
 from anderson_mpi.observables import cutpairs
-from anderson_mpi.observables.cutpairs import Carry, order4_field_shapes
 from analysis.estimators import PARTITIONS4, Means, cumulants4, jackknife
 
 

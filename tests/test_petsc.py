@@ -11,13 +11,12 @@ import sys
 import numpy as np
 import pytest
 
-from test_transfer import BAD_INPUTS  # the same validation for both solvers
 from mpi4py import MPI
 
 import anderson_mpi as am
 from anderson_mpi.engines.petsc import (petsc_mode_matrices, petsc_scattering_states,
                                        slice_partition)
-from conftest import run_mpi
+from helpers import run_mpi
 
 TOL = 1e-9
 
@@ -170,12 +169,6 @@ def test_self_communicator_equals_transfer_matrix(shape, rng):
         petsc = petsc_scattering_states(V, 0.2, lead, comm=MPI.COMM_SELF)
         assert_same_states(petsc, am.scattering_states(V, 0.2, lead))
     assert_same_modes(petsc_mode_matrices(V, comm=MPI.COMM_SELF), am.mode_matrices(V))
-
-
-@pytest.mark.parametrize("V, lead, hopping, energy, match", BAD_INPUTS)
-def test_bad_input_raises(V, lead, hopping, energy, match):
-    with pytest.raises(ValueError, match=match):
-        petsc_scattering_states(V, energy, lead, hopping=hopping, comm=MPI.COMM_SELF)
 
 
 def test_mode_matrices_reject_band_edge_and_closed_bands():

@@ -11,17 +11,13 @@ multiple of the identity, and for commuting variables equal the sum over
 
 import itertools
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-try:
-    from analysis import qssep
-except ImportError:  # tests run from elsewhere without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from analysis import qssep
+from helpers import eq5
+
+from analysis import qssep
 
 DNS = (1.0, 1.75, -0.77, 0.3, -2.0)
 
@@ -125,25 +121,13 @@ def test_moebius_rejects_crossing_and_non_partitions():
 # ---------------------------------------------------------------------------
 
 
-def _eq5(n, x, dn):
-    """SPEC eq. (5), written out here independently of the module."""
-    if n == 1:
-        return dn * x[..., 0]
-    if n == 2:
-        a, b = x[..., 0], x[..., 1]
-        return dn**2 * (np.minimum(a, b) - a * b)
-    a, b, c = x[..., 0], x[..., 1], x[..., 2]
-    return dn**3 * (np.minimum(a, np.minimum(b, c)) - a * np.minimum(b, c)
-                    - b * np.minimum(c, a) - c * np.minimum(a, b) + 2 * a * b * c)
-
-
 @pytest.mark.parametrize("n", [1, 2, 3])
 @pytest.mark.parametrize("dn", DNS)
 def test_eq5_closed_forms(n, dn):
     x = _points(n, 400, seed=n)
     tol = 1e-14 * _scale(dn, n)
-    np.testing.assert_allclose(qssep.g(n, x, dn), _eq5(n, x, dn), rtol=0, atol=tol)
-    np.testing.assert_allclose(qssep.g_closed(n, x, dn), _eq5(n, x, dn), rtol=0, atol=tol)
+    np.testing.assert_allclose(qssep.g(n, x, dn), eq5(n, x, dn), rtol=0, atol=tol)
+    np.testing.assert_allclose(qssep.g_closed(n, x, dn), eq5(n, x, dn), rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("n", range(1, 7))
@@ -246,7 +230,7 @@ def test_g4_not_symmetric_exact_difference():
     dn = 1.3
     swapped = x[:, [0, 2, 1, 3]]
     diff = qssep.g(4, x, dn) - qssep.g(4, swapped, dn)
-    g2 = lambda i, j: _eq5(2, x[:, [i, j]], dn)  # noqa: E731
+    g2 = lambda i, j: eq5(2, x[:, [i, j]], dn)  # noqa: E731
     expect = g2(0, 2) * g2(1, 3) - g2(0, 1) * g2(2, 3)
     np.testing.assert_allclose(diff, expect, rtol=0, atol=1e-13 * dn**4)
     # ... and the difference is not zero, so a test of symmetry can tell.

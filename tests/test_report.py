@@ -6,18 +6,12 @@ The files hold the planted ensemble of `test_estimators` (fast; no simulation). 
 stored in a file is read through ``RunData.job_toml`` (exposed by ``analysis.io``).
 """
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from synthetic import Planted, block_sums, write_synthetic_file
 
-import analysis.report as report  # noqa: E402
-from analysis.__main__ import main  # noqa: E402
-from test_estimators import Planted, block_sums, write_synthetic_file  # noqa: E402
+from analysis.__main__ import main
 
 JOB = 'name = "synthetic"\ngeometry = "cube"\nsizes = [4, 5, 6]\nW = [6.0]\n'
 

@@ -3,7 +3,6 @@
 Everything is read from the result files and the structured progress records, never from
 log lines. Bad input and the faults of the file system and of signals: tests/test_faults.py.
 """
-import subprocess
 import sys
 import time
 
@@ -11,14 +10,16 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, child_env, kill_tree, read_progress, run_mpi
+from helpers import (assert_totals_equal, assert_totals_identical, kill_tree,
+                     read_progress, read_totals, run_cli, start_run, wait_for_blocks,
+                     write_job)
 
 import anderson_mpi as am
-from anderson_mpi.run.config import PlanError, make_plan
+from anderson_mpi.run.config import make_plan
 from anderson_mpi.run import scheduler
 from anderson_mpi.run.executor import potential
 
-SMALL_JOB = """
+MALL_JOB = """
 name = "small"
 geometry = "cube"
 sizes = [4]
@@ -28,44 +29,6 @@ block_size = 3
 seed = 7
 cuts = [0.3, 0.9]
 """
-
-
-def write_job(path, text=SMALL_JOB, **changes):
-    lines = text.strip().splitlines()
-    for key, value in changes.items():
-        lines = [line for line in lines if not line.startswith(f"{key} ")]
-        lines.append(f"{key} = {value}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def read_totals(path):
-    with h5py.File(path, "r") as f:
-        assert f["totals/valid"][()] == 1
-        return {name: f["totals"][name][()] for name in f["totals"] if name != "valid"}
-
-
-def assert_totals_equal(a, b, rtol=1e-12):
-    assert a.keys() == b.keys()
-    for name in a:
-        scale = max(np.abs(a[name]).max(), 1e-300)
-        assert np.abs(a[name] - b[name]).max() <= rtol * scale, name
-
-
-def assert_totals_identical(a, b):
-    """Bit for bit: the totals are summed in an order that does not depend on the ranks."""
-    assert a.keys() == b.keys()
-    for name in a:
-        x, y = np.atleast_1d(a[name]), np.atleast_1d(b[name])
-        assert x.dtype == y.dtype and np.array_equal(x.view(np.uint8), y.view(np.uint8)), name
-
-
-def run_cli(args, np_=None, timeout=300):
-    """``anderson-mpi ARGS`` serially, or under ``mpirun -n np_``."""
-    if np_ is None:
-        return subprocess.run([sys.executable, "-m", "anderson_mpi"] + [str(a) for a in args],
-                              env=child_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-    return run_mpi(np_, ["-m", "anderson_mpi"] + list(args), timeout=timeout)
 
 
 # --- pure pieces ----------------------------------------------------------------------------
@@ -228,25 +191,6 @@ def test_petsc_group_must_divide_the_ranks(tmp_path):
 
 # --- (b) kill and resume ----------------------------------------------------------------------
 
-def wait_for_blocks(path, count, proc, timeout=120):
-    """Poll the progress records until ``count`` blocks are written (or the run ends)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if len(read_progress(path, "block")) >= count:
-                return True
-        except FileNotFoundError:
-            pass
-        time.sleep(0.05)
-    return False
-
-
-def start_run(job, out, np_=2, **env):
-    cmd = ["mpirun", "-n", str(np_), sys.executable, "-m", "anderson_mpi", "run", str(job), "--out", str(out)]
-    return subprocess.Popen(cmd, env=child_env(**env), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
 def test_sigkill_then_resume_gives_the_same_totals(tmp_path):
     job = write_job(tmp_path / "kill.toml", sizes="[7]", samples=120, block_size=2)
     out_kill, out_ref = tmp_path / "killed", tmp_path / "reference"
@@ -304,7 +248,7 @@ def test_random_interruptions_then_resume_are_exact(tmp_path):
     paths = [out / f"cube_N{N}_W6.h5" for N in (4, 6, 7)]
     rng = np.random.default_rng(2026)
     for attempt in range(3):
-        proc = start_run(job, out) if attempt == 0 else start_run_resume(job, out)
+        proc = start_run(job, out) if attempt == 0 else start_run(job, out, extra=["--resume"])
         target = int(rng.integers(1, 12))
         try:
             deadline = time.time() + 120
@@ -329,22 +273,12 @@ def test_random_interruptions_then_resume_are_exact(tmp_path):
         assert len(written) == len(set(written)), "a block was written twice"
 
 
-def start_run_resume(job, out, np_=2):
-    cmd = ["mpirun", "-n", str(np_), sys.executable, "-m", "anderson_mpi", "run", str(job), "--out",
-           str(out), "--resume"]
-    return subprocess.Popen(cmd, env=child_env(), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
 # --- (c), (d) failures end the job ----------------------------------------------------------
 
 def test_exception_on_one_rank_aborts_the_job(tmp_path):
     job = write_job(tmp_path / "small.toml")
-    env = child_env(ANDERSON_MPI_FAULT="raise@1")
     start = time.time()
-    proc = subprocess.run(["mpirun", "-n", "2", sys.executable, "-m", "anderson_mpi", "run", str(job),
-                           "--out", str(tmp_path)], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    proc = run_cli(["run", job, "--out", tmp_path], np_=2, timeout=120, ANDERSON_MPI_FAULT="raise@1")
     assert proc.returncode != 0
     assert time.time() - start < 60
     assert "error on rank 1" in proc.stderr and "injected fault" in proc.stderr
@@ -356,9 +290,7 @@ def test_exception_on_one_rank_aborts_the_job(tmp_path):
 ])
 def test_bad_sample_stops_the_run_and_is_never_summed(tmp_path, fault, message):
     job = write_job(tmp_path / "small.toml", unitarity_tol="1e-8" if fault else "1e-30")
-    proc = subprocess.run(["mpirun", "-n", "2", sys.executable, "-m", "anderson_mpi", "run", str(job),
-                           "--out", str(tmp_path)], env=child_env(**fault), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_cli(["run", job, "--out", tmp_path], np_=2, timeout=120, **fault)
     assert proc.returncode != 0
     assert message in proc.stderr and "cube_N4_W6" in proc.stderr
     with h5py.File(tmp_path / "cube_N4_W6.h5", "r") as f:
