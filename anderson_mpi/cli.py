@@ -134,33 +134,36 @@ def _make_directories(directories):
     return created
 
 
-def _prepare_outputs(runs, resume, overwrite, job_text):
-    """Everything the file system decides, on one rank: existing files, directories, space.
+def _prepare_outputs(runs, resume, overwrite, job_text, locks):
+    """Everything the file system decides, on one rank: directories, the output locks (before
+    anything is read or written: a file another job writes is refused naming that job), existing
+    files, free space.
 
-    Raises `PlanError`; on a refusal nothing is left behind (directories this call created
-    are removed again, and they are empty).
+    Raises `BadInput`; on a refusal nothing is left behind (the locks are released, directories
+    this call created are removed again, and they are empty).
     """
     import shutil
     from .io.schema import file_bytes
     from .run.cost import run_layout
-    _check_outputs(runs, resume, overwrite)
     created = _make_directories(list(dict.fromkeys(Path(run.path).parent for run in runs)))
     try:
+        locks.acquire()
+        _check_outputs(runs, resume, overwrite)
         needed = {}  # device -> [directory, bytes, files]: the new files' final sizes
         for run in runs:
             if resume and Path(run.path).exists():
                 continue  # a resumed file already has its full size on disk
             directory = Path(run.path).parent
-            layout = run_layout(run)
             entry = needed.setdefault(os.stat(directory).st_dev, [directory, 0, 0])
-            entry[1] += file_bytes(layout, run.n_blocks, job_text)
+            entry[1] += file_bytes(run_layout(run), run.n_blocks, job_text)
             entry[2] += 1
         for directory, size, count in needed.values():
             free = shutil.disk_usage(directory).free
             if size > free:
                 raise PlanError(f"output: {directory} has {_bytes(free)} free, the job's {count} new "
                                 f"result file(s) need {_bytes(size)} (free space or choose another --out)")
-    except PlanError:
+    except BadInput:
+        locks.release()
         for directory in reversed(created):
             directory.rmdir()
         raise
@@ -202,10 +205,8 @@ def cmd_run(args):
             problem = str(err)
     if problem is None and comm.rank == 0:
         try:
-            locks.acquire()
-            _prepare_outputs(runs, args.resume, args.overwrite, text)
+            _prepare_outputs(runs, args.resume, args.overwrite, text, locks)
         except BadInput as err:
-            locks.release()
             problem = str(err)
     problem = comm.bcast(problem, root=0)
     if problem is not None:

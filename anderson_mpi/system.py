@@ -281,13 +281,13 @@ def check_channels(Ny, Nz, energy, tx, ty, tz):
     margin = 1e-12 * (np.abs(ez_sorted).max() + abs(energy) + 2 * tx)
     lo = np.searchsorted(ez_sorted, ez_sorted[lower] - margin, "left")
     hi = np.searchsorted(ez_sorted, ez_sorted[upper] + margin, "right")
-    best = np.empty(Ny)
-    best_m = np.empty(Ny, dtype=np.int64)
-    for n in range(Ny):
-        m = np.sort(order[lo[n]:hi[n]])
-        value = abs_cos(n, m)
-        j = int(np.argmin(value))
-        best[n], best_m[n] = value[j], m[j]
+    width = int((hi - lo).max())
+    sorted_m = lo[:, None] + np.arange(width)[None, :]
+    valid = sorted_m < hi[:, None]
+    m = np.where(valid, order[np.minimum(sorted_m, len(order) - 1)], np.iinfo(np.int64).max)
+    value = np.where(valid, abs_cos(np.arange(Ny)[:, None], np.where(valid, m, 0)), np.inf)
+    best = value.min(axis=1)
+    best_m = np.where(value == best[:, None], m, np.iinfo(np.int64).max).min(axis=1)
     if not np.any(best < 1.0):
         n = int(np.argmin(best))
         nearest = n * Nz + int(best_m[n])

@@ -26,7 +26,6 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 from ..errors import LockError
 
@@ -41,10 +40,12 @@ def lock_path(result_path):
 
 
 def _process_start(pid):
-    """The start time of process ``pid`` in clock ticks since boot (None if it does not run)."""
+    """The start time of process ``pid`` in clock ticks since boot (None if it does not run: no
+    such process, or a zombie that nobody has reaped yet)."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[19])
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
 
@@ -151,8 +152,7 @@ class JobLocks:
     def acquire(self):
         """Take every lock or none (raises `LockError`, one line); then start the heartbeat."""
         try:
-            for lock in self.paths:
-                Path(lock).parent.mkdir(parents=True, exist_ok=True)
+            for lock in self.paths:  # the output directories exist (the caller made them)
                 self._take(lock)
         except BaseException:
             self.release()

@@ -17,8 +17,8 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["k_orbits", "slice_of_fraction", "cut_slices", "pair_slices", "Layout", "make_layout",
-           "layout_for"]
+__all__ = ["k_orbits", "slice_of_fraction", "cut_slices", "pair_slices", "Layout", "LayoutSize",
+           "make_layout", "layout_for"]
 
 
 def k_orbits(Ny, Nz, hopping):
@@ -132,6 +132,25 @@ class Layout:
         """The momenta of each orbit, as a list of index arrays."""
         order, starts = self.orbit_order, self.orbit_starts
         return [order[starts[o]:starts[o + 1]] for o in range(self.n_orbits)]
+
+
+@dataclass(frozen=True)
+class LayoutSize:
+    """The numbers a `Layout` gives the groups' field and cost declarations, without its arrays:
+    what planning a run of any size needs (``n_orbits`` may be an estimate there)."""
+
+    Nx: int
+    Ny: int
+    Nz: int
+    n_orbits: int
+    n_cuts: int = 0
+    n_pairs: int = 0
+    m3_split: bool = False
+    transport: bool = True
+
+    @property
+    def n_perp(self):
+        return self.Ny * self.Nz
 
 
 def make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=False, cuts4=(), transport=True):

@@ -16,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
-
 from ..contracts import COMPLEX_BYTES
 from ..engines import engine_cost
-from ..observables import Layout, cut_slices, k_orbits, observables_cost, pair_slices
+from ..observables import block_fields, k_orbits, observables_cost
+from ..observables.layout import LayoutSize
 from ..system import open_channel_count
 
 __all__ = ["Rates", "DEFAULT_RATES", "run_layout", "mode_columns", "sample_cost",
@@ -57,13 +56,11 @@ def _orbit_count(Ny, Nz, hopping):
 
 
 def run_layout(run):
-    """A `Layout` with the run's sizes and options; its orbit arrays are placeholders beyond
-    `_ENUMERATE_ORBITS` momenta (only their number enters a cost)."""
-    n_orb = _orbit_count(run.Ny, run.Nz, run.hopping)
-    return Layout(Nx=run.Nx, Ny=run.Ny, Nz=run.Nz,
-                  orbit_index=np.zeros(0, np.int64), orbit_size=np.ones(n_orb, np.int64),
-                  cut_slices=cut_slices(run.Nx, run.cuts), m3_split=run.m3_split,
-                  pair_slices=pair_slices(run.Nx, run.cuts4), transport=True)
+    """The run's `LayoutSize`: sizes, options and the number of k orbits (estimated beyond
+    `_ENUMERATE_ORBITS` momenta), what the groups' field and cost declarations need."""
+    return LayoutSize(Nx=run.Nx, Ny=run.Ny, Nz=run.Nz, n_orbits=_orbit_count(run.Ny, run.Nz, run.hopping),
+                      n_cuts=len(run.cuts), n_pairs=len(run.cuts4), m3_split=run.m3_split,
+                      transport=True)
 
 
 def mode_columns(run):
@@ -102,7 +99,6 @@ def memory_per_rank(run):
     phi = COMPLEX_BYTES * run.Nx * run.Ny * run.Nz * width
     engine = engine_cost(run.solver, run.Nx, run.Ny * run.Nz, width).memory
     groups = observables_cost(layout, width).memory
-    from ..observables import block_fields
     sums = sum(spec.nbytes for spec in block_fields(layout).values())
     baseline = 150 * 2**20   # Python, numpy, scipy, mpi4py, h5py
     return int(phi + max(engine, groups) + 2 * sums + baseline)
