@@ -1,7 +1,7 @@
 """``comparison.md``: the paper's numbers against ours, with the protocol of each number.
 
 One markdown table built from ``summary.json`` alone (`comparison_markdown`, pure: dict in,
-text out). The paper (Hruza & Jin, SPEC section 4) reports for the cube at W = 6:
+text out). The paper (Hruza & Jin; docs/theory.md §9) reports for the cube at W = 6:
 dn^(1) 1.71-1.75, dn^(2) 1.3 at N = 40 and 1.43 extrapolated, dn^(3) -0.77 fitted by hand on
 one line of g3, m2 and m3 ~ N for W in [5, 6], and (citing Economou et al.) a mean free path
 of the order of the lattice spacing at W = 6. Ours come from the cube runs at the W closest
@@ -25,7 +25,7 @@ PAPER = {
     "dn3_line": ("-0.77", "by hand, on the cut z = 0.23, y = 0.78 (Fig. 3e)"),
     "dn3": ("-", "not done"),
     "m2": ("~ N for W in [5, 6]", "Fig. 4, W = 4 ... 7"),
-    "m3": ("~ N for W in [5, 6]", "Fig. 4 (QSSEP itself gives m3 no O(N) term, SPEC 3b)"),
+    "m3": ("~ N for W in [5, 6]", "Fig. 4 (QSSEP itself gives m3 no O(N) term, docs/theory.md §8)"),
     "mfp": ("~ a (lattice spacing) at W = 6", "cited from Economou, Soukoulis & Zdetsis (1985)"),
 }
 

@@ -26,7 +26,7 @@ of the means (such as C2 or a variance); cubic terms (C3, m3) keep an O(1/n^2) b
 Independent runs (different sizes or W) enter a joint fit through `combine`: the replicates
 of each run are varied one run at a time, the bias corrections add and the variances add.
 
-The cumulant formulas (SPEC section 3) in terms of the means, with ``Np = Ny Nz``,
+The cumulant formulas (docs/theory.md §5.2) in terms of the means, with ``Np = Ny Nz``,
 ``|o|`` the orbit sizes and ``c`` a cut slice::
 
     C1(a)   = M[tr_g][a] / Np
@@ -399,7 +399,7 @@ def run_estimates(data):
     return jackknife(data.blocks, data.n_per_block, func, key=str(data.path))
 
 
-# --- fourth order on cut pairs (SPEC 3b; fields of anderson_mpi.observables.cutpairs) ---------------------
+# --- fourth order on cut pairs (docs/theory.md §7; fields of anderson_mpi.observables.cutpairs) ---------------------
 
 # The 15 set partitions of the factors (X1, X2, X3, X4) = (G_ab, G_bc, G_cd, G_da), 0-based,
 # with the labels of C4_terms (factors numbered 1..4 around the cycle); "13|24" is the one
@@ -451,7 +451,7 @@ def cumulants4(M, n_perp, orbit_size, pair_slices):
     Returns
     -------
     dict
-        ``C4`` (n_pairs, Nx, Nx): Re of SPEC 3b's joint cumulant of (G_ab, G_bc, G_cd, G_da),
+        ``C4`` (n_pairs, Nx, Nx): Re of docs/theory.md §7.1's joint cumulant of (G_ab, G_bc, G_cd, G_da),
         ``Np^-4`` times the sum over the 15 partitions with weights ``(-1)^(|pi|-1)
         (|pi|-1)!``; ``C4_imag``. ``C4_cross`` (``_imag``): the crossing partition's moment
         product ``Np^-4 sum_perp E[X1 X3] E[X2 X4]`` on its own (C4 contains it with weight -1).

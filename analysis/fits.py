@@ -1,6 +1,6 @@
 """QSSEP fits of the rescaled cumulants: dn per order, N -> infinity, scaling exponents.
 
-Protocol (SPEC section 4b). The headline fits count every data point of a stated window once
+Protocol (docs/theory.md §10). The headline fits count every data point of a stated window once
 (ordinary least squares, OLS). The QSSEP shapes do not describe finite-N data within their
 errors, so inverse-variance weights would pull a fit towards whatever region happens to have
 small errors (the boundary slices); their results are kept as secondary ``*_wls`` keys only.

@@ -3,9 +3,9 @@
 * `order4_estimates`: jackknifed (bias-corrected, with errors) `analysis.estimators.cumulants4`
   of one run plus the rescaled ``g4 = N^3 C4`` (cube) or ``Nx^-3 C4`` (quasi-1d), and the same
   rescaling of the crossing term (``g4_cross``) and of the free cumulant (``g4_free``).
-* `g4_shape_on_pair`: ``g4^Q(x_a, x_b, x_c, x_d; dn = 1)`` for all (a, b) (SPEC eq. 6 at n = 4,
+* `g4_shape_on_pair`: ``g4^Q(x_a, x_b, x_c, x_d; dn = 1)`` for all (a, b) (paper eq. (6) at n = 4,
   arguments in the cyclic order of ``E[G_ab G_bc G_cd G_da]^c``; `analysis.qssep.g`).
-* `fit_dn4`: ordinary least squares (equal weights, SPEC 4b) of ``Re g4 = t g4^Q(.; 1)`` over all
+* `fit_dn4`: ordinary least squares (equal weights, docs/theory.md §10) of ``Re g4 = t g4^Q(.; 1)`` over all
   (a, b) with a, b, c, d pairwise distinct, all cut pairs together; ``dn4 = sign(t) |t|^(1/4)``.
   `jk_fit_dn4` pushes it through the jackknife replicates.
 * Figures (matplotlib Agg; functions of arrays, not of the report object):

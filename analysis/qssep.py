@@ -1,7 +1,7 @@
-"""QSSEP predictions g_n^Q for the cyclic coherence cumulants (SPEC section 4).
+"""QSSEP predictions g_n^Q for the cyclic coherence cumulants (docs/theory.md §9).
 
 The QSSEP functions are defined for every order ``n`` by the non-crossing
-moment-cumulant relation (SPEC eq. (6))::
+moment-cumulant relation (paper eq. (6), docs/theory.md §9.2)::
 
     sum_{pi in NC(n)} prod_{p in pi} g_|p|(x_p) = dn^n min(x_1, ..., x_n)
 
@@ -348,7 +348,7 @@ def g(n, x, dn=1.0):
 
     Notes
     -----
-    Moebius inversion of SPEC eq. (6) on NC(n)::
+    Moebius inversion of paper eq. (6) (docs/theory.md §9.2) on NC(n)::
 
         g_n(x) = dn^n sum_{pi in NC(n)} mu(pi, 1_n) prod_{p in pi} min(x_p),
         mu(pi, 1_n) = prod_{b in K(pi)} (-1)^(|b|-1) Cat_(|b|-1).
@@ -381,7 +381,7 @@ def g(n, x, dn=1.0):
 
 
 def g_closed(n, x, dn=1.0):
-    """Closed forms of SPEC eq. (5) for ``n = 1, 2, 3``.
+    """Closed forms of paper eq. (5) (docs/theory.md §9.1) for ``n = 1, 2, 3``.
 
     Parameters
     ----------

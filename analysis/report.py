@@ -26,7 +26,7 @@ __all__ = ["RunResult", "Group", "Analysis", "analyze", "resolve_window", "forma
            "write_summary", "build_summary"]
 
 # QSSEP's size scaling of m_n = sum C_n: ~N in the cube; ~Nx^(2n-1) in quasi-1d (g_n = C_n Nx^(n-1)
-# summed over Nx^n points). For m3 QSSEP's O(N) coefficient vanishes (int g3^Q = 0, SPEC 3b).
+# summed over Nx^n points). For m3 QSSEP's O(N) coefficient vanishes (int g3^Q = 0, docs/theory.md §8).
 QSSEP_EXPONENTS = {"cube": {"m2": 1.0, "m3": 1.0}, "quasi1d": {"m2": 3.0, "m3": 5.0}}
 M3_PARTS = ("m3_distinct", "m3_coinciding")
 
@@ -462,7 +462,7 @@ def build_summary(an):
             "g_n": "cube: N^(n-1) C_n; quasi1d: Nx^-(n-1) C_n",
             "values": "jackknife bias-corrected over the seed blocks; *_err = jackknife errors",
             "headline": "ordinary least squares: every point of the window counted once "
-                        "(SPEC section 4b); *_wls: the same fit with inverse squared jackknife "
+                        "(docs/theory.md §10); *_wls: the same fit with inverse squared jackknife "
                         "errors as weights (secondary, not a headline)",
             "window": f"drop_slices K = {w.drop_slices}: the K slices next to each lead left out "
                       f"(every index, also the cut slice); drop_diagonal D = {w.drop_diagonal}: "

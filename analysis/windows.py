@@ -1,4 +1,4 @@
-"""Fit windows: which slices and index tuples a QSSEP fit counts (SPEC section 4b).
+"""Fit windows: which slices and index tuples a QSSEP fit counts (docs/theory.md §10).
 
 A window is two integers:
 

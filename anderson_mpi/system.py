@@ -1,6 +1,6 @@
 """The system description both engines consume, and the result types they return.
 
-Everything that does not depend on the disorder lives here (SPEC section 1): the validated
+Everything that does not depend on the disorder lives here (docs/theory.md §1-§2): the validated
 hopping, the transverse geometry, the lead modes at an energy, and `ScatteringSetup`, the
 immutable object a run builds once (shape, hopping, E+ and E-, the lead modes at both energies,
 the transverse hopping, the signature of the stacked mode matrices). The two engines,
@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_HOPPING", "E_PLUS", "E_MINUS", "BAND_EDGE_TOL", "check_hoppi
            "flux_error"]
 
 DEFAULT_HOPPING = (1.0, 0.4, 0.4)
-E_PLUS = 0.2     # energy of the right incomers (SPEC eq. 7)
+E_PLUS = 0.2     # energy of the right incomers (paper eq. (7), docs/theory.md §5.1)
 E_MINUS = -0.2   # energy of the left incomers
 
 
@@ -138,7 +138,7 @@ def _frozen(arr):
 
 # --- lead modes ----------------------------------------------------------------------------------
 
-# A channel with ||c_k| - 1| below this is at a band edge (zero velocity): refused (SPEC section 1).
+# A channel with ||c_k| - 1| below this is at a band edge (zero velocity): refused (docs/theory.md §1-§2).
 BAND_EDGE_TOL = 1e-9
 
 
@@ -148,7 +148,7 @@ class LeadModes:
 
     Mode ``k`` (index ``n*Nz + m``, ``k = 2 pi (n/Ny, m/Nz)``) has
     ``c_k = -(E + eps_k) / (2 tx)``; it propagates (is open) for ``|c_k| < 1`` and is evanescent
-    for ``|c_k| > 1`` (SPEC section 1). Every per-mode array runs over all ``N_perp`` modes in
+    for ``|c_k| > 1`` (docs/theory.md §1-§2). Every per-mode array runs over all ``N_perp`` modes in
     this natural order (the order of the transverse FFT); the per-open-mode arrays run over
     ``open_modes``, in increasing mode index. Column ``j`` of a scattering state, and row/column
     ``j`` of t and r, is open mode ``open_modes[j]``. With every channel open this is the
@@ -214,7 +214,7 @@ class LeadModes:
         """``X_{-1} = U diag(mu) U^+``: ``Psi_{-1} Psi_0^{-1}`` of a wave that only goes out.
 
         In the left lead a right incomer is outgoing (left-moving) in the open modes and decays
-        to the left in the evanescent ones (SPEC section 1b). It starts the recursion and is
+        to the left in the evanescent ones (docs/theory.md §2.4, §3.4). It starts the recursion and is
         ``-Sigma / tx`` for the lead self-energy of a direct solve. Built by FFTs (U is the
         transverse Fourier matrix).
         """
@@ -446,7 +446,7 @@ class ScatteringSetup:
     @cached_property
     def signature(self):
         """``S``: +1 for the n_open(E+) right incomers, -1 for the n_open(E-) left incomers
-        (SPEC section 3), in the column order of `ModeMatrices.phi`."""
+        (docs/theory.md §5.2), in the column order of `ModeMatrices.phi`."""
         return _frozen(np.concatenate([np.ones(self.lead_plus.n_open),
                                        -np.ones(self.lead_minus.n_open)]))
 

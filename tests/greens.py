@@ -1,7 +1,7 @@
 """Independent reference solver: Green's functions of the Anderson sample by sparse LU.
 
 This module is deliberately separate from the transfer-matrix code (``transfer.py``): it is
-derived from ``SPEC.md`` sections 1, 2 and 5 only and is used by the tests to check the
+derived from the physics of docs/theory.md §1-§5 only and is used by the tests to check the
 production recursion against a completely different route to the same quantities,
 
     G^r       = (E - H - Sigma_L - Sigma_R)^{-1},
@@ -10,7 +10,7 @@ production recursion against a completely different route to the same quantities
 with ``G^alpha`` the spectral density of the scattering states incoming from lead ``alpha``
 (unit incoming current; Fisher-Lee).  Sum rule: ``G^L + G^R = i (G^r - G^a)``.
 
-Conventions (SPEC section 1)
+Conventions (docs/theory.md §1-§2)
 ----------------------------
 Site ``(ix, iy, iz)`` has flat index ``i = (ix * Ny + iy) * Nz + iz`` (the order of
 ``V.ravel()``), so slice ``ix`` occupies indices ``ix * N_perp ... (ix + 1) * N_perp - 1`` with
@@ -35,7 +35,7 @@ so ``Gamma = U diag(v_k) U^+``.  Equivalently: the outgoing wave ``psi_{x+1} = e
 in the lead turns the bond term ``-tx psi_{x+1}`` into ``Sigma psi_x``.  ``Sigma`` is the same for
 both leads (they have the same cross-section) and is complex symmetric (``eps_k`` is even in k).
 
-Evanescent channels (SPEC section 1, ``|E + eps_k| > 2 tx``).  Writing ``z = E + eps_k``, the
+Evanescent channels (docs/theory.md §1-§2, ``|E + eps_k| > 2 tx``).  Writing ``z = E + eps_k``, the
 two roots of ``tx^2 g^2 - z g + 1 = 0`` are real, with product ``1 / tx^2``; the physical one
 (the limit of ``E + i 0``, whose lead wave function ``(tx g)^n`` decays into the lead) is the
 smaller, ``|tx g| < 1``:
@@ -98,7 +98,7 @@ def _check_hopping(hopping):
 
 
 def hamiltonian(V, hopping=DEFAULT_HOPPING):
-    """Sparse Hamiltonian of the sample, SPEC eq. (1), without the leads.
+    """Sparse Hamiltonian of the sample, docs/theory.md §1.1, without the leads.
 
     Parameters
     ----------
@@ -201,7 +201,7 @@ def transverse_energies(Ny, Nz, hopping=DEFAULT_HOPPING):
     return ky, kz, U, eps
 
 
-# Relative distance of |E + eps_k| from 2 tx below which a channel is at a band edge (SPEC: ~1e-9).
+# Relative distance of |E + eps_k| from 2 tx below which a channel is at a band edge (docs/theory.md §2.3: ~1e-9).
 EDGE_TOL = 1e-9
 
 
@@ -412,7 +412,7 @@ def lead_spectral(V, energy, lead, hopping=DEFAULT_HOPPING):
 
 
 def clean_lead_spectral(Nx, Ny, Nz, energy, lead, hopping=DEFAULT_HOPPING):
-    """Closed form of ``G^alpha`` for the clean sample (W = 0), SPEC section 5.
+    """Closed form of ``G^alpha`` for the clean sample (W = 0), docs/theory.md §4.3.
 
     Every scattering state is a transmitted plane wave ``exp(-+ i kx x) u_k(r) / sqrt(v_k)``, so
 

@@ -1,5 +1,5 @@
 """The whole chain (per-sample observables -> block sums -> connected cumulants) against brute
-force on the full Gneq matrices of a few samples, straight from SPEC section 3's definitions.
+force on the full Gneq matrices of a few samples, straight from docs/theory.md §6's definitions.
 
 At finite sample count the estimators use the k-diagonal, orbit-averaged part of the sample
 mean blocks (the disorder mean is exactly that); the brute force applies the same projection

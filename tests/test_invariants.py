@@ -33,7 +33,7 @@ HOPPINGS = [(1.0, 0.4, 0.4), (1.0, 1.0, 1.0), (1.0, 0.8, 0.6)]  # all open; evan
 
 
 def channel_kinds(Ny, Nz, energy, hopping):
-    """Classify the lead channels from SPEC section 1 directly (eps_k from the reference solver):
+    """Classify the lead channels from docs/theory.md §2 directly (eps_k from the reference solver):
     ``"band edge"`` or ``"no open channel"`` for a refused energy, else the open-mode mask."""
     tx = hopping[0]
     c = -(energy + greens.transverse_energies(Ny, Nz, hopping)[3]) / (2 * tx)
@@ -94,7 +94,7 @@ def test_clean_cases_include_evanescent_channels():
     ((5, 3, 4), (1.0, 1.0, 1.0), 0.2), ((4, 4, 3), (1.0, 0.8, 0.6), 1.5), ((6, 2, 3), (1.0, 1.0, 1.0), -2.5),
 ])
 def test_clean_spectral_function_matches_closed_form(engine, shape, hopping, energy):
-    # SPEC section 5: G^R(E)_ij = N_perp^-1 sum_k exp(-i kx (xi - xj)) exp(i k.(ri - rj)) / v_k,
+    # docs/theory.md §4.3: G^R(E)_ij = N_perp^-1 sum_k exp(-i kx (xi - xj)) exp(i k.(ri - rj)) / v_k,
     # the sum over the open modes only
     Nx, Ny, Nz = shape
     modes = am.lead_modes(Ny, Nz, energy, hopping)
@@ -130,7 +130,7 @@ def test_unitarity(engine, shape, W, rng):
 @pytest.mark.parametrize("energy", UNITARITY_ENERGIES)
 def test_unitarity_with_evanescent_channels(engine, shape, hopping, energy, rng):
     """t^+ t + r^+ r = 1 over the open channels at any energy inside the band; an energy at a
-    band edge or with no open channel (classified from SPEC section 1) is refused instead."""
+    band edge or with no open channel (classified from docs/theory.md §2) is refused instead."""
     Nx, Ny, Nz = shape
     is_open = channel_kinds(Ny, Nz, energy, hopping)
     if isinstance(is_open, str):

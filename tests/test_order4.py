@@ -1,6 +1,6 @@
 """Per-sample fourth-order observables (anderson_mpi.observables.cutpairs) against their definitions.
 
-Every field is computed here straight from SPEC 3b with dense matrices: the full Gneq of tiny
+Every field is computed here straight from docs/theory.md §7.1 with dense matrices: the full Gneq of tiny
 samples (anderson_mpi.g_neq), its slice blocks G_ab, the transverse Fourier matrix U of the lead
 modes, explicit products, traces and orbit sums. Agreement to 1e-10 (relative to the field's
 scale) is required. The crossing field pairs each sample with the previous one of its block.

@@ -82,7 +82,7 @@ def integral_unit_cube(func, n):
 
 @pytest.mark.parametrize("dn", [1.0, 1.3, -0.77])
 def test_integral_of_g4(dn):
-    """int_[0,1]^4 g4 = -dn^4 / 720 (SPEC 3b). g4 is a polynomial of degree <= 4 on each of the
+    """int_[0,1]^4 g4 = -dn^4 / 720 (docs/theory.md §7). g4 is a polynomial of degree <= 4 on each of the
     24 simplices x_s1 < ... < x_s4 (every term is a product of minima of its blocks), and the
     rule is exact there, so the quadrature error is rounding: tolerance 1e-13 relative."""
     assert integral_unit_cube(lambda x: np.ones(len(x)), 4) == pytest.approx(1.0, rel=1e-14)

@@ -1,5 +1,5 @@
 """The fourth-order chain: per-sample fields -> block sums -> jackknife -> C4 (analysis.estimators.
-cumulants4), against SPEC 3b's definition.
+cumulants4), against docs/theory.md §7.1's definition.
 
 1. Brute force on real samples: every one of the 15 partition terms of the estimator equals the
    same term computed from dense Gneq blocks (sample means of dense products, projected on the

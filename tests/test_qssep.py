@@ -1,6 +1,6 @@
-"""Exact statements about the QSSEP functions g_n (SPEC section 4).
+"""Exact statements about the QSSEP functions g_n (docs/theory.md §9).
 
-Useful picture for the derivations below: the "moments" of SPEC eq. (6),
+Useful picture for the derivations below: the "moments" of paper eq. (6) (docs/theory.md §9.2),
 m(x_S) = dn^|S| min(x_S), are the moments of the commuting projections
 P_x = dn * 1_[0, x] on [0, 1] with Lebesgue measure (the product of indicators
 is the indicator of [0, min]).  g_n are their free cumulants, which are

@@ -1,4 +1,4 @@
-"""The non-equilibrium two-point function Gneq (SPEC eq. 7 and section 3).
+"""The non-equilibrium two-point function Gneq (paper eq. (7); docs/theory.md §5).
 
 ``Gneq = G^R(E+) - G^L(E-)`` with ``G^alpha(E)_ij = sum_k psi_k(i) conj(psi_k(j))``.
 Production code never forms Gneq: it works with the stacked mode matrices

@@ -13,7 +13,7 @@ of whole slices. The distributed complex matrix (MPIAIJ) is
 
 (``Sigma`` dense ``N_perp x N_perp`` on slice 0 for lead L and on slice ``Nx - 1`` for lead R,
 summed when ``Nx = 1``), factored once per energy by MUMPS (LU). ``mu`` is the outgoing factor
-per mode (SPEC 1b): ``exp(i kx)`` for an open channel, the decaying root ``lambda_<`` for an
+per mode (docs/theory.md §3.4): ``exp(i kx)`` for an open channel, the decaying root ``lambda_<`` for an
 evanescent one, whose real ``Sigma_k = -tx lambda_<`` shifts the surface without broadening it
 (the clean limit checks the sign: a clean sample gives plane waves and t = 1 per open channel).
 The scattering states follow from the lead-surface columns of ``G^r = A^{-1}`` (Fisher-Lee).

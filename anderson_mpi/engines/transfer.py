@@ -1,4 +1,4 @@
-"""Scattering states by the renormalized transfer matrix (SPEC section 2).
+"""Scattering states by the renormalized transfer matrix (docs/theory.md §3).
 
 Forward pass: only the ratios ``X_x = Psi_x Psi_{x+1}^{-1}`` are propagated,
 ``X_x = (A_x - X_{x-1})^{-1}``, one LAPACK inversion per slice. Backward pass:
@@ -6,7 +6,7 @@ Forward pass: only the ratios ``X_x = Psi_x Psi_{x+1}^{-1}`` are propagated,
 in that direction (the paper's forward rebuild diverged for long samples).
 Left incomers are right incomers of the mirrored sample.
 
-Evanescent lead channels (SPEC section 1b) need no special pass: the recursion always works
+Evanescent lead channels (docs/theory.md §2.4, §3.4) need no special pass: the recursion always works
 with all ``N_perp`` transverse modes, the leads enter through the outgoing factor per mode
 ``mu`` (``exp(i kx)`` or the decaying ``lambda_<``) in ``X_{-1}`` and in the right-lead
 matching, and only the ``n_open`` propagating modes get incoming waves, so the states have
@@ -91,7 +91,7 @@ def right_incoming(V, modes, t_perp):
         _invert_inplace(slab, lwork)
         x_prev = slab
 
-    # Right lead (SPEC 1b): Psi_{Nx-1} = U (a + b), Psi_{Nx} = U (Lbar a + M b), M = diag(mu),
+    # Right lead (docs/theory.md §3.4): Psi_{Nx-1} = U (a + b), Psi_{Nx} = U (Lbar a + M b), M = diag(mu),
     # Lbar = exp(-i kx) on the open rows; a (N_perp x n_open) is 1/sqrt(v) on the open rows and
     # zero on the evanescent ones (nothing comes in there), b has every row (an evanescent
     # outgoing part decays into the lead). Psi_{Nx-1} = X Psi_{Nx} fixes
@@ -211,7 +211,7 @@ def mode_matrices(V, hopping=DEFAULT_HOPPING, e_plus=E_PLUS, e_minus=E_MINUS, ch
     V : array_like (Nx, Ny, Nz)
     hopping : (tx, ty, tz)
     e_plus, e_minus : float
-        Energies of the right and left incomers (SPEC: +0.2 and -0.2).
+        Energies of the right and left incomers (+0.2 and -0.2 by default, docs/theory.md §5.1).
     check : bool
         Validate ``V`` (the hopping and energies are always validated: they build the
         `ScatteringSetup`). A run builds its setup once and calls `solve_mode_matrices`.

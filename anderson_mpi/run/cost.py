@@ -43,9 +43,11 @@ class Rates:
                 + cost.calls * self.call)
 
 
-# Measured on the reference machine (2-core AMD EPYC, OpenBLAS 0.3.31 SkylakeX kernels, one
-# thread; `python -m anderson_mpi.bench --only cost` measures and prints them for yours).
-DEFAULT_RATES = Rates(gemm=1.0 / 2.0e9, batched=1.0 / 0.9e9, lu=1.0 / 1.2e9, call=6e-6)
+# Fitted on the reference machine (2-core AMD EPYC, OpenBLAS 0.3.30/0.3.31 SkylakeX kernels, one
+# thread): CPU seconds of the engine and of the observables per sample, cube N = 6 ... 16, with
+# and without cuts, the m3 split and a cut pair, equal relative weights (`make bench`, "cost
+# model", refits them on any machine and prints measured against predicted).
+DEFAULT_RATES = Rates(gemm=2.96e-10, batched=5.39e-10, lu=3.03e-10, call=8.9e-6)
 
 
 def _orbit_count(Ny, Nz, hopping):
