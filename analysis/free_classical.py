@@ -484,28 +484,42 @@ def crossing_positions(x, g4_map, brackets, axis=1):
         return x[lo] + v_lo * (x[hi] - x[lo]) / (v_lo - v_hi)
 
 
-def jk_zero_line(g4_rep, x, keep, axis=1):
+def jk_zero_line(g4_rep, x, keep, axis=1, min_jump=0.0):
     """Measured zero line of one cut-pair map with jackknife errors on its positions.
 
     Parameters
     ----------
     g4_rep : Replicated of one (Nx, Nx) map (e.g. ``est["g4"].map(lambda g: g[i])``)
     x, keep, axis : as `zero_crossings`
+    min_jump : float
+        Keep only the crossings whose sign change is significant, ``|v_lo - v_hi| >= min_jump
+        sqrt(err_lo^2 + err_hi^2)`` (0: keep all; where the map is flat near zero, e.g. close
+        to x = 0 or 1 where every shape vanishes, noise alone makes sign changes).
 
     Returns
     -------
     dict
-        The brackets of `zero_crossings` found on the bias-corrected map, ``x_fixed`` (the
-        coordinate of each line), ``position`` (bias-corrected) and ``position_err``
-        (jackknife), ``points`` (n, 2) as (x_a, x_b), ``axis``.
+        The brackets of `zero_crossings` found on the bias-corrected map, ``jump_z`` (the
+        significance above), ``x_fixed`` (the coordinate of each line), ``position``
+        (bias-corrected) and ``position_err`` (jackknife), ``points`` (n, 2) as (x_a, x_b),
+        ``axis``.
     """
     x = np.asarray(x, float)
-    found = zero_crossings(x, g4_rep.value, keep, axis)
+    value = np.asarray(g4_rep.value, float)
+    err = np.asarray(g4_rep.error, float)
+    found = zero_crossings(x, value, keep, axis)
+    v, e = (value, err) if axis == 1 else (value.T, err.T)
+    line, lo, hi = found["line"], found["lo"], found["hi"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jump = np.abs(v[line, lo] - v[line, hi]) / np.hypot(e[line, lo], e[line, hi])
+    sel = ~(jump < min_jump)
+    found = {k: np.asarray(val)[sel] for k, val in found.items()}
     rep = g4_rep.map(lambda m: crossing_positions(x, m, found, axis))
     out = dict(found)
+    out["jump_z"] = jump[sel]
     out["axis"] = axis
-    out["position"] = np.asarray(rep.value, float)
-    out["position_err"] = np.asarray(rep.error, float)
+    out["position"] = np.asarray(rep.value, float).reshape(-1)
+    out["position_err"] = np.asarray(rep.error, float).reshape(-1)
     out["x_fixed"] = x[found["line"]]
     pts = (out["x_fixed"], out["position"]) if axis == 1 else (out["position"], out["x_fixed"])
     out["points"] = np.stack(pts, axis=-1).reshape(-1, 2)
@@ -547,9 +561,10 @@ def fig_zero_lines(x, g4_map, c, d, measured=None, rec=None, title=None, n_grid=
     if rec is not None:
         a, b = np.meshgrid(np.arange(nx), np.arange(nx), indexing="ij")
         rec.add(panel="map", series="data", kind="map", x_a=x[a], x_b=x[b], value=arr, error=np.nan)
-    styles = {"free": dict(color="k", label="free (QSSEP)"),
+    # drawn in this order, so that free is on top where the lines coincide
+    styles = {"free_swapped": dict(color="0.6", label="free, other loop order"),
               "classical": dict(color="tab:orange", label="classical"),
-              "free_swapped": dict(color="0.55", label="free, other loop order")}
+              "free": dict(color="k", label="free (QSSEP)")}
     for kind, style in styles.items():
         pred = predicted_zero_line(x[c], x[d], kind, n_grid)
         pts = np.concatenate([pred["rows"], pred["cols"]])

@@ -3,7 +3,6 @@ forms for sorted positions, the loop arrangements of a cut-pair map and their as
 one-amplitude fits, the zero lines, and the interval sums I_n(x) with their finite-N analogue
 (analysis.qssep, analysis.free_classical, analysis.intervals)."""
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -285,8 +284,8 @@ def test_asymmetry_ratio_exact_values():
     pts = [fc.asymmetry_points(x, (C + anti)[i], c, d) for i, (c, d) in enumerate(pairs)]
     delta = np.concatenate([p["delta"] for p in pts])
     dfree = np.concatenate([p["delta_free"] for p in pts])
-    np.testing.assert_allclose(delta, np.concatenate([2 * anti[i][p["a"], p["b"]] for i, p in enumerate(pts)]),
-                               rtol=0, atol=1e-14)
+    expect = np.concatenate([2 * anti[i][p["a"], p["b"]] for i, p in enumerate(pts)])
+    np.testing.assert_allclose(delta, expect, rtol=0, atol=1e-14)
     assert out["asym_amplitude"] == pytest.approx(delta @ dfree / (dfree @ dfree), rel=1e-12)
     # the one-parameter family between the two
     mask = np.stack([np.triu(g4_pair_mask(nx, c, d, DEFAULT), 1) for c, d in pairs])
@@ -552,7 +551,8 @@ def test_interval_zero_locators():
     assert np.isnan(iv.interval_zero(x, -x)["x0"])
     # on the theory curve sampled finely, the zero to interpolation accuracy
     g = np.linspace(0, 1, 1001)
-    assert iv.interval_zero(g, iv.interval_integral(4, g))["x0"] == pytest.approx(iv.INTERVAL_ZEROS["free"], abs=1e-6)
+    found = iv.interval_zero(g, iv.interval_integral(4, g))["x0"]
+    assert found == pytest.approx(iv.INTERVAL_ZEROS["free"], abs=1e-6)
     # the error bound: moving m1 by +e1 and m2 by +e2 (the worst correlated case: both
     # derivatives are positive across a + -> - bracket) moves the zero by the bound
     mm, e = 0.37 - x, np.array([0.01, 0.02, 0.03, 0.015, 0.04, 0.02, 0.01, 0.02, 0.03, 0.01, 0.02])
@@ -593,3 +593,17 @@ def test_m3_sign_and_scales():
     assert iv.interval_scale("cube", 10, 4) == 10 and iv.interval_scale("quasi1d", 10, 3) == 10**5
     with pytest.raises(ValueError):
         iv.interval_scale("slab", 10, 3)
+
+
+def test_zero_line_significance_filter():
+    """A map that is pure noise has sign changes everywhere; min_jump = 3 removes nearly all of
+    them, and keeps every crossing of a clean linear map."""
+    nx = 12
+    x = grid_x(nx)
+    keep = np.ones((nx, nx), bool)
+    noise = replicated(np.zeros((nx, nx)), 0.05, np.random.default_rng(5))["g4"]
+    assert len(fc.jk_zero_line(noise, x, keep)["position"]) > 20
+    assert len(fc.jk_zero_line(noise, x, keep, min_jump=3.0)["position"]) <= 2
+    clean = replicated(x[None, :] - np.linspace(0.2, 0.8, nx)[:, None], 0.01, np.random.default_rng(6))["g4"]
+    line = fc.jk_zero_line(clean, x, keep, min_jump=3.0)
+    assert line["line"].tolist() == list(range(nx)) and np.all(line["jump_z"] >= 3.0)
