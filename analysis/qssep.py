@@ -23,6 +23,18 @@ the arguments inside a block is irrelevant for the moments; the order of the
 invariant under the dihedral group (rotations and reversal of ``x_1..x_n``)
 but, for ``n >= 4``, not under arbitrary permutations.
 
+Next to them, `g_classical` gives the *classical* cumulants of the same moments
+(Moebius inversion over all set partitions, weights ``(-1)^(k-1) (k-1)!`` for
+``k`` blocks): the alternative statistics the fourth order can be tested against
+(docs/theory.md, "Fourth order"). Classical and free cumulants agree for
+``n <= 3``; at ``n = 4`` they differ by the crossing product
+``g2(x_1, x_3) g2(x_2, x_4)`` (free = classical + crossing), and `g4_closed`
+writes both out for sorted positions ``p <= q <= r <= s``::
+
+    free, p and q adjacent on the loop:  dn^4 p (1-s) (1 - 3q - 2r + 5qr)
+    free, p and q opposite on the loop:  dn^4 p (1-s) (1 - 4q - r + 5qr)
+    classical (any arrangement):         dn^4 p (1-s) (1 - 4q - 2r + 6qr)
+
 Pure numpy; no MPI, no files.
 """
 
@@ -37,6 +49,10 @@ import numpy as np
 __all__ = [
     "g",
     "g_closed",
+    "g_classical",
+    "g4_closed",
+    "loop_arrangement4",
+    "set_partitions",
     "noncrossing_partitions",
     "kreweras_complement",
     "moebius_nc",
@@ -234,6 +250,55 @@ def _nc_tables(n: int):
     return idx, mu
 
 
+def _set_partitions_of(elems):
+    """Yield the set partitions of the list ``elems`` (lists of lists)."""
+    if not elems:
+        yield []
+        return
+    first, rest = elems[0], elems[1:]
+    for part in _set_partitions_of(rest):
+        yield [[first]] + part
+        for i in range(len(part)):
+            yield part[:i] + [[first] + part[i]] + part[i + 1:]
+
+
+@functools.lru_cache(maxsize=None)
+def set_partitions(n: int) -> tuple:
+    """All set partitions of ``{0, ..., n-1}`` (crossing ones included).
+
+    Parameters
+    ----------
+    n : int
+        Number of elements, ``n >= 1``.
+
+    Returns
+    -------
+    tuple of tuple of tuple of int
+        Bell(n) partitions in the format of `noncrossing_partitions` (blocks sorted
+        by their smallest element, each block a sorted tuple), sorted.
+    """
+    n = _check_int(n, "n", minimum=1)
+    parts = {tuple(sorted(tuple(sorted(b)) for b in p))
+             for p in _set_partitions_of(list(range(n)))}
+    return tuple(sorted(parts))
+
+
+@functools.lru_cache(maxsize=None)
+def _classical_tables(n: int):
+    """As `_nc_tables` over all set partitions, with the Moebius function of the full
+    partition lattice, ``mu(pi, 1_n) = (-1)^(k-1) (k-1)!`` for ``k`` blocks."""
+    parts = set_partitions(n)
+    idx = np.zeros((len(parts), n), dtype=np.intp)
+    mu = np.empty(len(parts), dtype=float)
+    for j, p in enumerate(parts):
+        for k, b in enumerate(p):
+            idx[j, k] = sum(1 << i for i in b)
+        mu[j] = (-1) ** (len(p) - 1) * math.factorial(len(p) - 1)
+    idx.setflags(write=False)
+    mu.setflags(write=False)
+    return idx, mu
+
+
 # ---------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------
@@ -361,12 +426,19 @@ def g(n, x, dn=1.0):
     n = _check_int(n, "n", minimum=1)
     dn = _check_dn(dn)
     arr = _check_x(x, n)
+    idx, mu = _nc_tables(n)
+    return _partition_sum(arr, idx, mu, dn)
+
+
+def _partition_sum(arr, idx, weights, dn):
+    """``dn^n sum_j weights[j] prod_{blocks B of partition j} min(x_B)`` at every point of
+    ``arr`` (..., n); ``idx`` as in `_nc_tables`."""
+    n = arr.shape[-1]
     lead_shape = arr.shape[:-1]
     xs = arr.reshape(-1, n)
-    idx, mu = _nc_tables(n)
     out = np.empty(xs.shape[0])
     # Chunk over points (not a loop over single points) to bound the size of
-    # the (points, |NC(n)|, n) temporary and of the 2^n minima table.
+    # the (points, |partitions|, n) temporary and of the 2^n minima table.
     per_point = idx.shape[0] + (1 << n)
     chunk = max(1, _CHUNK_ELEMENTS // per_point)
     for start in range(0, xs.shape[0], chunk):
@@ -375,7 +447,7 @@ def g(n, x, dn=1.0):
         terms = mins[idx[:, 0]]
         for k in range(1, n):
             terms *= mins[idx[:, k]]
-        out[start:start + chunk] = mu @ terms
+        out[start:start + chunk] = weights @ terms
     # dn enters every term as dn^n, so it is applied once at the end.
     return (dn ** n) * out.reshape(lead_shape)
 
@@ -417,3 +489,106 @@ def g_closed(n, x, dn=1.0):
     return dn ** 3 * (np.minimum(np.minimum(a, b), c)
                       - a * np.minimum(b, c) - b * np.minimum(c, a)
                       - c * np.minimum(a, b) + 2.0 * a * b * c)
+
+
+def g_classical(n, x, dn=1.0):
+    """Classical cumulant of the moments ``dn^|S| min(x_S)``, for any order ``n``.
+
+    The alternative to `g`: the same moments (those of the commuting variables
+    ``dn 1[U <= x]``, U uniform on [0, 1]) inverted over *all* set partitions::
+
+        c_n(x) = dn^n sum_{pi in P(n)} (-1)^(|pi|-1) (|pi|-1)! prod_{B in pi} min(x_B).
+
+    Each block's arguments keep their cyclic order, but ``min`` does not see it:
+    ``c_n`` is symmetric under every permutation of ``x_1..x_n``. It equals `g`
+    for ``n <= 3`` (every partition of 3 elements is non-crossing).
+
+    Parameters
+    ----------
+    n : int
+        Order, ``n >= 1`` (Bell(n) partitions per point; fine up to n ~ 9).
+    x : array_like, shape (..., n)
+        Points, entries in ``[0, 1]`` (as for `g`).
+    dn : float, optional
+        Boundary imbalance; ``c_n(x; dn) = dn^n c_n(x; 1)``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (...)
+
+    Raises
+    ------
+    ValueError
+        As `g`.
+    """
+    n = _check_int(n, "n", minimum=1)
+    dn = _check_dn(dn)
+    arr = _check_x(x, n)
+    idx, mu = _classical_tables(n)
+    return _partition_sum(arr, idx, mu, dn)
+
+
+def loop_arrangement4(x):
+    """Loop arrangement of four positions: +1 if the two smallest are adjacent on the
+    loop ``x_1 -> x_2 -> x_3 -> x_4 -> x_1``, -1 if they are opposite (``{x_1, x_3}``
+    or ``{x_2, x_4}``).
+
+    Parameters
+    ----------
+    x : array_like, shape (..., 4)
+
+    Returns
+    -------
+    numpy.ndarray of int8, shape (...)
+
+    Notes
+    -----
+    With ties the two smallest are picked by a stable sort; `g4_closed` does not
+    depend on that choice (where it matters, the two formulas agree).
+    """
+    arr = np.asarray(x, dtype=float)
+    if arr.ndim == 0 or arr.shape[-1] != 4:
+        raise ValueError(f"x must have shape (..., 4), got {arr.shape}")
+    order = np.argsort(arr, axis=-1, kind="stable")
+    opposite = (order[..., 0] - order[..., 1]) % 2 == 0
+    return np.where(opposite, -1, 1).astype(np.int8)
+
+
+def g4_closed(x, dn=1.0, kind="free"):
+    """Closed forms of the fourth cumulant for sorted positions ``p <= q <= r <= s``.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., 4)
+        Points in the cyclic (loop) order of the arguments, entries in ``[0, 1]``.
+    dn : float, optional
+    kind : {"free", "classical"}
+        ``"free"``: QSSEP's `g` at n = 4, ``dn^4 p (1-s) (1 - 3q - 2r + 5qr)`` when
+        p and q are adjacent on the loop, ``dn^4 p (1-s) (1 - 4q - r + 5qr)`` when
+        they are opposite (`loop_arrangement4`); ``"classical"``: `g_classical` at
+        n = 4, ``dn^4 p (1-s) (1 - 4q - 2r + 6qr)`` in any arrangement.
+
+    Returns
+    -------
+    numpy.ndarray, shape (...)
+
+    Notes
+    -----
+    Free minus classical is the crossing product ``g2(x_1, x_3) g2(x_2, x_4)`` with
+    ``g2(u, v) = min(u, v) (1 - max(u, v))``: ``p q (1-r) (1-s)`` when the loop's
+    opposite pairs are {p, r}, {q, s} or {p, s}, {q, r} (p, q adjacent) and
+    ``p (1-q) r (1-s)`` when they are {p, q}, {r, s}. Hence
+    ``g4(adjacent) - g4(opposite) = -dn^4 p (1-s) (r - q)`` for the same four
+    positions.
+    """
+    if kind not in ("free", "classical"):
+        raise ValueError(f"kind must be 'free' or 'classical', got {kind!r}")
+    dn = _check_dn(dn)
+    arr = _check_x(x, 4)
+    p, q, r, s = np.moveaxis(np.sort(arr, axis=-1), -1, 0)
+    front = dn ** 4 * p * (1.0 - s)
+    if kind == "classical":
+        return front * (1.0 - 4.0 * q - 2.0 * r + 6.0 * q * r)
+    adjacent = loop_arrangement4(arr) > 0
+    return front * np.where(adjacent, 1.0 - 3.0 * q - 2.0 * r + 5.0 * q * r,
+                            1.0 - 4.0 * q - r + 5.0 * q * r)

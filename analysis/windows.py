@@ -6,8 +6,9 @@ A window is two integers:
   are kept), for every index of a cumulant (for g3 also the cut slice c: a cut inside the
   dropped region contributes nothing);
 * ``drop_diagonal`` D: g2 keeps the pairs ``|a - b| > D``; g3 keeps the points whose three
-  indices are pairwise more than D apart. D = 0 is the paper's reading: every pair a != b
-  (a = b carries contact terms QSSEP does not model), and for g3 three distinct indices.
+  indices are pairwise more than D apart (g4 on a cut pair likewise, four indices). D = 0 is
+  the paper's reading: every pair a != b (a = b carries contact terms QSSEP does not model),
+  and for g3 three distinct indices.
 
 Defaults K = 0, D = 0. They can come from an ``[analysis]`` table of the job file
 (``drop_slices``, ``drop_diagonal``), stored verbatim in every result file; the command line
@@ -26,7 +27,7 @@ import numpy as np
 from anderson_mpi.errors import WindowError
 
 __all__ = ["Window", "DEFAULT", "GRID", "slice_mask", "g1_mask", "g2_mask", "g3_cut_mask",
-           "g3_line_mask", "options_from_job_toml", "WindowError"]
+           "g3_line_mask", "g4_pair_mask", "options_from_job_toml", "WindowError"]
 
 JOB_KEYS = ("drop_slices", "drop_diagonal")
 
@@ -99,6 +100,21 @@ def g3_line_mask(nx, b, c, window):
         return np.zeros(nx, dtype=bool)
     a = np.arange(nx)
     return keep & (np.abs(a - b) > d) & (np.abs(a - c) > d)
+
+
+def g4_pair_mask(nx, c, d, window):
+    """(Nx, Nx) True for the ordered points (a, b) of the cut pair (c, d) entering a g4 fit:
+    a, b, c, d pairwise more than D apart, all four in the kept slices (empty when c or d is
+    dropped or |c - d| <= D). g4 is not symmetric in a, b (the loop a -> b -> c -> d -> a
+    changes), so (a, b) and (b, a) are two data points."""
+    keep = slice_mask(nx, window)
+    dd = window.drop_diagonal
+    if not (keep[c] and keep[d]) or abs(c - d) <= dd:
+        return np.zeros((nx, nx), dtype=bool)
+    idx = np.arange(nx)
+    far = keep & (np.abs(idx - c) > dd) & (np.abs(idx - d) > dd)
+    a, b = np.meshgrid(idx, idx, indexing="ij")
+    return (np.abs(a - b) > dd) & far[:, None] & far[None, :]
 
 
 def options_from_job_toml(text):
