@@ -6,6 +6,7 @@ Not a test module: tests import it (pytest puts tests/ on the path), never each 
 The launcher is ``$MPIEXEC`` (split like a shell would; default ``mpirun``), so that
 ``make test MPIEXEC=srun`` starts the child jobs of the tests with srun too.
 """
+import itertools
 import os
 import shlex
 import subprocess
@@ -206,3 +207,64 @@ def bond_currents(psi, tx=1.0):
     """
     overlap = np.einsum("xpk,xpl->xkl", psi[:-1].conj(), psi[1:])
     return -1j * tx * (overlap - overlap.conj().transpose(0, 2, 1))
+
+
+# --- partitions and exact integration, written independently of the package --------------------
+
+def set_partitions(elems):
+    """All set partitions of the list `elems` (brute force, independent code)."""
+    if not elems:
+        yield []
+        return
+    first, rest = elems[0], elems[1:]
+    for part in set_partitions(rest):
+        yield [[first]] + part
+        for i in range(len(part)):
+            yield part[:i] + [[first] + part[i]] + part[i + 1:]
+
+
+def blocks_cross(a, b):
+    """True if blocks a, b cross: p < q < r < s with p, r in one, q, s in the other."""
+    for p, r in itertools.combinations(sorted(a), 2):
+        inside = [q for q in b if p < q < r]
+        outside = [q for q in b if q < p or q > r]
+        if inside and outside:
+            return True
+    return False
+
+
+def connected(part):
+    """Crossing graph of the blocks is connected."""
+    seen, todo = {0}, [0]
+    while todo:
+        i = todo.pop()
+        for j in range(len(part)):
+            if j not in seen and blocks_cross(part[i], part[j]):
+                seen.add(j)
+                todo.append(j)
+    return len(seen) == len(part)
+
+
+def simplex_rule(n):
+    """Points and weights on 0 < t1 < ... < tn < 1 (collapsed coordinates t_i = u_i ... u_n,
+    Jacobian prod u_i^(i-1)) with Gauss-Legendre in each u: exact for polynomials of degree <= n
+    in t, which map to degree <= n + n - 1 per u (4 points per direction suffice for n = 4)."""
+    q = n + 1
+    u, w = np.polynomial.legendre.leggauss(q)
+    u, w = (u + 1) / 2, w / 2
+    U = np.array(list(itertools.product(u, repeat=n)))
+    W = np.prod(np.array(list(itertools.product(w, repeat=n))), axis=1)
+    t = np.cumprod(U[:, ::-1], axis=1)[:, ::-1]
+    return t, W * np.prod(U ** np.arange(n), axis=1)
+
+
+def integral_unit_cube(func, n):
+    """Integral over [0, 1]^n of a function that is a polynomial of degree <= n on each of the
+    n! order simplices (true of every g_n: products of minima): exact up to rounding."""
+    t, w = simplex_rule(n)
+    total = 0.0
+    for perm in itertools.permutations(range(n)):
+        x = np.empty_like(t)
+        x[:, list(perm)] = t
+        total += w @ func(x)
+    return total

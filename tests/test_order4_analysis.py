@@ -11,7 +11,7 @@ from analysis.order4 import (distinct_mask, fig_crossing_map, fig_g4_lines, fit_
 from anderson_mpi.observables.cutpairs import order4_field_shapes
 
 
-from helpers import eq5
+from helpers import eq5, integral_unit_cube
 
 
 def set_partitions(items):
@@ -53,31 +53,6 @@ def test_eq6_at_n4(dn):
     # ... while the classical sum over all 15 partitions would not hold (g4 is a free cumulant)
     g2 = lambda i, j: eq5(2, x[:, [i, j]], dn)  # noqa: E731
     assert np.abs(g2(0, 2) * g2(1, 3)).max() > 1e-3 * dn**4
-
-
-def simplex_rule(n):
-    """Points and weights on 0 < t1 < ... < tn < 1 (collapsed coordinates t_i = u_i ... u_n,
-    Jacobian prod u_i^(i-1)) with Gauss-Legendre in each u: exact for polynomials of degree <= n
-    in t, which map to degree <= n + n - 1 per u (4 points per direction suffice for n = 4)."""
-    q = n + 1
-    u, w = np.polynomial.legendre.leggauss(q)
-    u, w = (u + 1) / 2, w / 2
-    U = np.array(list(itertools.product(u, repeat=n)))
-    W = np.prod(np.array(list(itertools.product(w, repeat=n))), axis=1)
-    t = np.cumprod(U[:, ::-1], axis=1)[:, ::-1]
-    return t, W * np.prod(U ** np.arange(n), axis=1)
-
-
-def integral_unit_cube(func, n):
-    """Integral over [0, 1]^n of a function that is a polynomial of degree <= n on each of the
-    n! order simplices (true of every g_n: products of minima): exact up to rounding."""
-    t, w = simplex_rule(n)
-    total = 0.0
-    for perm in itertools.permutations(range(n)):
-        x = np.empty_like(t)
-        x[:, list(perm)] = t
-        total += w @ func(x)
-    return total
 
 
 @pytest.mark.parametrize("dn", [1.0, 1.3, -0.77])

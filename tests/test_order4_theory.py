@@ -13,8 +13,7 @@ from analysis import qssep
 from analysis.estimators import jackknife
 from analysis.windows import DEFAULT, GRID, Window, g4_pair_mask
 
-from test_order4_analysis import integral_unit_cube  # exact on piecewise polynomials (simplex rule)
-from test_qssep import _connected, _eq5, _set_partitions  # written independently of the modules
+from helpers import connected, eq5, integral_unit_cube, set_partitions  # independent of the package
 
 DNS = (1.0, 1.43, -0.77)
 BELL = {1: 1, 2: 2, 3: 5, 4: 15, 5: 52, 6: 203, 7: 877}
@@ -44,7 +43,7 @@ def replicated(truth, sigma, rng, n_blocks=20, per_block=10):
 def test_set_partitions_are_all_of_them(n):
     parts = qssep.set_partitions(n)
     assert len(parts) == BELL[n] and len(set(parts)) == len(parts)
-    brute = {tuple(sorted(tuple(sorted(b)) for b in p)) for p in _set_partitions(list(range(n)))}
+    brute = {tuple(sorted(tuple(sorted(b)) for b in p)) for p in set_partitions(list(range(n)))}
     assert set(parts) == brute
     assert set(qssep.noncrossing_partitions(n)) <= set(parts)
 
@@ -56,7 +55,7 @@ def test_classical_moment_cumulant_relation(n, dn):
     (the module inverts it; here it is only multiplied out)."""
     x = points(n, 120, seed=n)
     total = np.zeros(len(x))
-    for part in _set_partitions(list(range(n))):
+    for part in set_partitions(list(range(n))):
         term = np.ones(len(x))
         for block in part:
             term = term * qssep.g_classical(len(block), x[:, sorted(block)], dn)
@@ -70,8 +69,8 @@ def test_free_is_the_connected_sum_of_classical(n):
     classical cumulants; this ties g_classical to the independent NC Moebius inversion of g."""
     x = points(n, 60, seed=10 + n)
     expect = np.zeros(len(x))
-    for part in _set_partitions(list(range(n))):
-        if _connected(part):
+    for part in set_partitions(list(range(n))):
+        if connected(part):
             term = np.ones(len(x))
             for b in part:
                 term = term * qssep.g_classical(len(b), x[:, sorted(b)], 1.3)
@@ -82,7 +81,7 @@ def test_free_is_the_connected_sum_of_classical(n):
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_classical_equals_free_up_to_order_three(n):
     x = points(n, 300, seed=20 + n)
-    np.testing.assert_allclose(qssep.g_classical(n, x, -0.77), _eq5(n, x, -0.77), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(qssep.g_classical(n, x, -0.77), eq5(n, x, -0.77), rtol=0, atol=1e-14)
 
 
 @pytest.mark.parametrize("n", range(2, 7))
@@ -128,7 +127,7 @@ def test_g4_closed_forms_against_the_partition_sums_and_the_table(dn):
     np.testing.assert_allclose(spec_table(x, dn, "free"), free, rtol=0, atol=scale)
     np.testing.assert_allclose(spec_table(x, dn, "classical"), clas, rtol=0, atol=scale)
     # free - classical = the crossing product g2(x1, x3) g2(x2, x4)
-    cross = _eq5(2, x[:, [0, 2]], dn) * _eq5(2, x[:, [1, 3]], dn)
+    cross = eq5(2, x[:, [0, 2]], dn) * eq5(2, x[:, [1, 3]], dn)
     np.testing.assert_allclose(free - clas, cross, rtol=0, atol=scale)
     assert np.abs(cross).max() > 1e-2 * dn**4  # ... which is not small
 

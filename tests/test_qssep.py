@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from helpers import eq5
+from helpers import blocks_cross, connected, eq5, set_partitions
 
 from analysis import qssep
 
@@ -44,30 +44,8 @@ def _scale(dn, n):
 # ---------------------------------------------------------------------------
 
 
-def _set_partitions(elems):
-    """All set partitions of the list `elems` (brute force, independent code)."""
-    if not elems:
-        yield []
-        return
-    first, rest = elems[0], elems[1:]
-    for part in _set_partitions(rest):
-        yield [[first]] + part
-        for i in range(len(part)):
-            yield part[:i] + [[first] + part[i]] + part[i + 1:]
-
-
-def _blocks_cross(a, b):
-    """True if blocks a, b cross: p < q < r < s with p, r in one, q, s in the other."""
-    for p, r in itertools.combinations(sorted(a), 2):
-        inside = [q for q in b if p < q < r]
-        outside = [q for q in b if q < p or q > r]
-        if inside and outside:
-            return True
-    return False
-
-
 def _is_noncrossing(part):
-    return not any(_blocks_cross(a, b) for a, b in itertools.combinations(part, 2))
+    return not any(blocks_cross(a, b) for a, b in itertools.combinations(part, 2))
 
 
 def _canon(part):
@@ -83,7 +61,7 @@ def test_nc_count_is_catalan(n):
 
 @pytest.mark.parametrize("n", range(1, 8))
 def test_nc_enumeration_matches_brute_force(n):
-    brute = {_canon(p) for p in _set_partitions(list(range(n))) if _is_noncrossing(p)}
+    brute = {_canon(p) for p in set_partitions(list(range(n))) if _is_noncrossing(p)}
     assert set(qssep.noncrossing_partitions(n)) == brute
     # format: tuple of sorted blocks, each a sorted tuple
     for p in qssep.noncrossing_partitions(n):
@@ -154,7 +132,7 @@ def _classical_cumulants(x):
     for mask in range(1, 1 << n):
         elems = [i for i in range(n) if mask >> i & 1]
         acc = np.zeros(x.shape[0])
-        for part in _set_partitions(elems):
+        for part in set_partitions(elems):
             k = len(part)
             term = (-1) ** (k - 1) * math.factorial(k - 1) * np.ones(x.shape[0])
             for b in part:
@@ -162,18 +140,6 @@ def _classical_cumulants(x):
             acc += term
         c[mask] = acc
     return c
-
-
-def _connected(part):
-    """Crossing graph of the blocks is connected."""
-    seen, todo = {0}, [0]
-    while todo:
-        i = todo.pop()
-        for j in range(len(part)):
-            if j not in seen and _blocks_cross(part[i], part[j]):
-                seen.add(j)
-                todo.append(j)
-    return len(seen) == len(part)
 
 
 @pytest.mark.parametrize("n", range(1, 7))
@@ -185,8 +151,8 @@ def test_free_from_classical_cumulants_lehner(n):
     x = _points(n, 60, seed=30 + n)
     c = _classical_cumulants(x)
     expect = np.zeros(x.shape[0])
-    for part in _set_partitions(list(range(n))):
-        if _connected(part):
+    for part in set_partitions(list(range(n))):
+        if connected(part):
             term = np.ones(x.shape[0])
             for b in part:
                 term = term * c[sum(1 << i for i in b)]
