@@ -5,6 +5,7 @@ import argparse
 
 from ..run.mpi import limit_blas_threads
 from .common import blas_line
+from .cost import bench_cost
 from .engine import bench_engine, bench_observables, bench_small_sizes
 from .order4 import bench_order4
 from .scheduling import bench_scheduling
@@ -20,6 +21,7 @@ def main(argv=None):
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-scheduling", action="store_true")
     parser.add_argument("--skip-order4", action="store_true")
+    parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--jobs", default="jobs", help="directory of job files for the cost-model table")
     args = parser.parse_args(argv)
     limit_blas_threads(1)
@@ -36,6 +38,8 @@ def main(argv=None):
         bench_scheduling(jobs_dir=args.jobs)
     if not args.skip_order4:
         bench_order4()
+    if not args.skip_cost:
+        bench_cost()
 
 
 if __name__ == "__main__":
