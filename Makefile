@@ -40,6 +40,9 @@ WITH_PETSC ?= auto
 # setuptools >=77 for h5py's metadata, <81 for petsc4py 3.18's link step (see ENVIRONMENT.md)
 BUILD_TOOLS := "Cython>=3,<4" pkgconfig "setuptools>=77,<81" packaging wheel
 PY_PACKAGES := numpy scipy mpi4py pytest pytest-mpi threadpoolctl matplotlib
+# A repeat `make install` only looks these up (no import: importing them all costs seconds).
+PY_MODULES  := numpy scipy mpi4py pytest pytest_mpi threadpoolctl matplotlib Cython pkgconfig
+FIND_SPECS   = -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))"
 ifeq ($(WITH_PETSC),auto)
 HAVE_PETSC := $(shell [ "$(SKIP_APT)" != 1 ] || [ -f $(PETSC_DIR)/include/petscversion.h ] && echo 1 || echo 0)
 else
@@ -77,7 +80,7 @@ endif
 
 venv:
 	@[ -x $(VPY) ] || $(PYTHON) -m venv $(VENV)
-	@$(VPY) -c "import numpy, scipy, mpi4py, pytest, pytest_mpi, threadpoolctl, matplotlib, Cython, pkgconfig" 2>/dev/null || \
+	@$(VPY) $(FIND_SPECS) $(PY_MODULES) 2>/dev/null || \
 	  { $(VPY) -m pip install -q -U pip && $(VPY) -m pip install -q $(PY_PACKAGES) $(BUILD_TOOLS); }
 	@# h5py against parallel HDF5 (never with build isolation: it would compile an sdist mpi4py)
 	@$(VPY) -c "import h5py, sys; sys.exit(not h5py.get_config().mpi)" 2>/dev/null || \
@@ -93,7 +96,7 @@ ifeq ($(HAVE_PETSC),1)
 else
 	@echo "install: no PETSc at PETSC_DIR=$(PETSC_DIR) (or WITH_PETSC=0): petsc4py skipped; solver = \"petsc\" unavailable"
 endif
-	@(cd / && $(CURDIR)/$(VPY) -c "import anderson_mpi") 2>/dev/null || $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	@(cd / && $(CURDIR)/$(VPY) $(FIND_SPECS) anderson_mpi) 2>/dev/null || $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
 
 # The main job on the small embedded default: the demo sweep, then its figures.
 run:
