@@ -22,7 +22,8 @@
 #     on success).
 #
 # Idempotent: an account of that name left by an earlier, interrupted run (recognised by its comment
-# field) is removed first; an account of that name that this script did not create stops it.
+# field) is removed first; an account of that name that this script did not create stops it, and so
+# does a run of this script in progress (a lock).
 # Needs root, and the system packages of `make install` (run as root first; CI does).
 # Variables: CLUSTER_USER (default anderson-cluster), HDF5_DIR (default Debian's openmpi prefix,
 # /usr/lib/<multiarch>/hdf5/openmpi), SAMPLES (40), KEEP=1.
@@ -37,12 +38,13 @@ T0=$SECONDS
 SUMMARY=()
 CHILD=""
 WORK=""
+OWN_ACCOUNT=0   # 1 once the account is ours to remove
 say() { echo "[cluster-route $(date +%T) +$((SECONDS - T0))s] $*"; }
 note() { SUMMARY+=("$(printf '%-44s %s' "$1" "$2")"); }
 die() { say "FAILED: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "needs root (to create and remove the test account); run: sudo make test-cluster-route"
-for tool in useradd userdel setpriv git tar mpicc mpirun make; do
+for tool in useradd userdel setpriv flock git tar readelf mpicc mpirun make; do
   command -v "$tool" >/dev/null || die "'$tool' not found; run 'make install' as root first (installs Open MPI, parallel HDF5, python3-venv)"
 done
 if [ -z "${HDF5_DIR:-}" ]; then
@@ -56,17 +58,22 @@ fi
 
 # --- the account --------------------------------------------------------------------------------
 
+account_pids() {   # PIDs of the processes running as uid $1 (from /proc: no procps needed)
+  local d
+  for d in /proc/[0-9]*; do [ "$(stat -c %u "$d" 2>/dev/null)" = "$1" ] && echo "${d#/proc/}"; done; true
+}
+
 remove_account() {
   local uid pids p
   uid=$(id -u "$CLUSTER_USER" 2>/dev/null) || return 0
   [ "$(getent passwd "$CLUSTER_USER" | cut -d: -f5)" = "$MARK" ] || return 0   # never someone else's
   # Everything still running under the throwaway account was started by this script: stop it by PID.
-  pids=$(ps -o pid= -u "$uid" | xargs)
+  pids=$(account_pids "$uid" | xargs)
   if [ -n "$pids" ]; then
     say "stopping the account's processes: $pids"
     for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
     sleep 2
-    for p in $(ps -o pid= -u "$uid" | xargs); do kill -KILL "$p" 2>/dev/null || true; done
+    for p in $(account_pids "$uid"); do kill -KILL "$p" 2>/dev/null || true; done
     sleep 1
   fi
   find /tmp /var/tmp /dev/shm -xdev -mindepth 1 -maxdepth 1 -user "$uid" -exec rm -rf {} + 2>/dev/null || true
@@ -86,14 +93,15 @@ finish() {
     say "stopping the running step (pid $CHILD)"; kill -TERM "$CHILD"; wait "$CHILD" 2>/dev/null
   fi
   local tc=$SECONDS
-  if remove_account; then note "account and its files removed" "$((SECONDS - tc)) s"
+  if [ "$OWN_ACCOUNT" != 1 ]; then :
+  elif remove_account; then note "account and its files removed" "$((SECONDS - tc)) s"
   else note "account removal" "FAILED (userdel $CLUSTER_USER)"; rc=1; fi
   echo
   echo "================ cluster-route summary ================"
-  printf '%s\n' "${SUMMARY[@]}"
+  [ ${#SUMMARY[@]} -gt 0 ] && printf '%s\n' "${SUMMARY[@]}"
   printf '%-44s %s\n' "total" "$((SECONDS - T0)) s"
   if [ "$rc" != 0 ]; then
-    [ -n "$WORK" ] && printf '%-44s %s\n' "step logs" "$WORK (kept)"
+    if [ -n "$WORK" ] && ! rmdir "$WORK" 2>/dev/null; then printf '%-44s %s\n' "step logs" "$WORK (kept)"; fi
     echo "FAILED (status $rc)"
   else
     if [ "${KEEP:-0}" = 1 ]; then printf '%-44s %s\n' "step logs" "$WORK (kept: KEEP=1)"
@@ -102,6 +110,10 @@ finish() {
   fi
   exit "$rc"
 }
+# One run at a time: a second run would take the first one's account away.
+exec 9>"$( [ -d /run/lock ] && echo /run/lock || echo /tmp )/anderson-cluster-route.lock"
+flock -n 9 || die "another run of this script is in progress (it holds the account $CLUSTER_USER)"
+
 trap finish EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -111,6 +123,7 @@ if id "$CLUSTER_USER" >/dev/null 2>&1; then
   [ "$(getent passwd "$CLUSTER_USER" | cut -d: -f5)" = "$MARK" ] \
     || die "an account '$CLUSTER_USER' exists and was not made by this script; set CLUSTER_USER to another name"
   say "removing the account left by an earlier run"
+  OWN_ACCOUNT=1
   remove_account || die "could not remove the earlier account $CLUSTER_USER"
 elif [ -e "/home/$CLUSTER_USER" ]; then
   [ -f "/home/$CLUSTER_USER/.anderson-cluster-route" ] \
@@ -118,6 +131,7 @@ elif [ -e "/home/$CLUSTER_USER" ]; then
   rm -rf "/home/$CLUSTER_USER"
 fi
 
+OWN_ACCOUNT=1
 useradd --create-home --home-dir "/home/$CLUSTER_USER" --shell /bin/bash --comment "$MARK" --user-group "$CLUSTER_USER"
 U_UID=$(id -u "$CLUSTER_USER")
 U_GID=$(id -g "$CLUSTER_USER")
@@ -137,7 +151,7 @@ as_user() {
   setpriv --reuid="$U_UID" --regid="$U_GID" --init-groups \
     env -i HOME="$U_HOME" USER="$CLUSTER_USER" LOGNAME="$CLUSTER_USER" SHELL=/bin/bash \
         PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 TMPDIR="${U_TMP:-/tmp}" "${PASS_ENV[@]}" \
-        bash -c "$2" <&0 >"$log" 2>&1 &
+        bash -c "$2" <&0 >"$log" 2>&1 9>&- &
   CHILD=$!
   tail -n +1 -s 0.2 -f --pid="$CHILD" "$log" &
   tail_pid=$!
