@@ -1,0 +1,497 @@
+"""Exact finite-N references for the QSSEP and dephasing chains (test side).
+
+Written independently of ``anderson_mpi.chains``: nothing here imports it. Conventions
+(docs/theory.md, "Two models with dynamical noise"): sites ``0..N-1``, ``G_ij = tr(rho c_j^+ c_i)``,
+a unitary ``u`` acts as ``G <- u G u^+``; boundary ``end`` in {0, N-1} relaxes ``G_ee`` to the
+density ``nu_e`` at rate ``gamma_e = alpha_e + beta_e`` and damps the rest of its row and column at
+``gamma_e / 2``.
+
+Three independent constructions:
+
+1. **Reduced continuum equations** (`qssep_generator`, `qssep_stationary`): Ito's rule on
+   ``dG = -i [dh, G] - (1/2) [dh, [dh, G]]``, ``dh = dW E_ab + h.c.`` per bond with
+   ``E |dW|^2 = D dt``, written out by hand for the only second moments that survive the U(1)
+   gauge symmetry of every site: ``P_ij = E[G_ij G_ji]`` (``P_ii = E G_ii^2``) and
+   ``B_ij = E[G_ii G_jj]``. With ``(Lap f)_i = sum_{k~i} (f_k - f_i)``, ``gamma_i`` the boundary
+   rate of site i (0 in the bulk) and ``nu_i`` its density::
+
+       dm_i/dt  = D (Lap m)_i + gamma_i (nu_i - m_i)
+       dP_ij/dt = D sum_{k~i} (P_kj - P_ij) + D sum_{k~j} (P_ik - P_ij) - (gamma_i + gamma_j) P_ij
+                  - 2 D [i~j] B_ij                                                   (i != j)
+       dP_ii/dt = 2 D sum_{k~i} (B_ki + P_ik - P_ii) + 2 gamma_i (nu_i m_i - P_ii)
+       dB_ij/dt = D sum_{k~i} (B_kj - B_ij) + D sum_{k~j} (B_ik - B_ij) - (gamma_i + gamma_j) B_ij
+                  + gamma_i nu_i m_j + gamma_j nu_j m_i - 2 D [i~j] P_ij                (i != j)
+
+   (``B_jj`` means ``P_jj``). The sources come from the noise's covariations
+   ``d<G_ii, G_ii> = 2 D sum_{k~i} |G_ik|^2 dt``, ``d<G_ii, G_jj> = -2 D |G_ij|^2 dt`` (i~j),
+   ``d<G_ij, G_ji> = [D sum_{k~i} G_kj G_jk + D sum_{k~j} G_ik G_ki - 2 D [i~j] G_ii G_jj] dt``.
+
+2. **Generic Ito equations on the full second-moment tensor** (`ito_moments`): ``E[G (x) G]``
+   (``N^4`` entries) from superoperators, for any quadratic Hamiltonian, complex bond noise
+   (QSSEP) and real on-site noise (dephasing). No gauge reduction: it checks construction 1 and
+   is the dephasing model's reference (whose Hamiltonian breaks the local gauge symmetry).
+
+3. **Exact laws of the discrete-time schemes** (`QssepScheme`, `dephasing_scheme_moments`): the
+   moment maps of the layers the simulator applies, averaged over the random unitaries' laws,
+   iterated from the initial state for the run's number of steps (the exact law of a sample)
+   or solved for the fixed point (the scheme's stationary state).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import scipy.special
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from numpy.polynomial import legendre
+
+
+# ------------------------------------------------------------------------------------------
+# closed forms
+# ------------------------------------------------------------------------------------------
+
+def qssep_mean_closed(N, D, rate_left, rate_right, n_left, n_right):
+    """``E G_ii = n_L + dn (i + a) / L`` with ``a = D / rate_L``, ``b = D / rate_R``,
+    ``L = N - 1 + a + b``."""
+    a, b = D / rate_left, D / rate_right
+    L = N - 1 + a + b
+    return n_left + (n_right - n_left) * (np.arange(N) + a) / L
+
+
+def qssep_pair_closed_ab1(N, dn):
+    """``E[G_ij G_ji] = dn^2 (i+1)(N-j) / (N (N+1) (N+2))`` for ``i < j`` (a = b = 1), as an
+    (N, N) array filled for i != j (symmetric), zero on the diagonal."""
+    i, j = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    out = dn**2 * (lo + 1) * (N - hi) / (N * (N + 1) * (N + 2))
+    out[i == j] = 0.0
+    return out
+
+
+def qssep_density_minus_pair_closed(N, D, rate_left, rate_right, dn):
+    """``E[G_ii G_jj]^c - E[G_ij G_ji] = -dn^2 (i+a)(L-j-a) / (L^2 (L-1))`` for ``i < j``
+    (symmetric (N, N) array, diagonal not filled: zero)."""
+    a, b = D / rate_left, D / rate_right
+    L = N - 1 + a + b
+    i, j = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    out = -dn**2 * (lo + a) * (L - hi - a) / (L**2 * (L - 1))
+    out[i == j] = 0.0
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# 1. reduced continuum equations of QSSEP
+# ------------------------------------------------------------------------------------------
+
+def _boundary_arrays(N, rate_left, rate_right, n_left, n_right):
+    gamma = np.zeros(N)
+    nu = np.zeros(N)
+    gamma[0] += rate_left
+    nu[0] = n_left
+    gamma[N - 1] += rate_right
+    nu[N - 1] = n_right
+    return gamma, nu
+
+
+def _neighbours(N):
+    return [[k for k in (i - 1, i + 1) if 0 <= k < N] for i in range(N)]
+
+
+class ReducedIndex:
+    """Positions of ``m_i``, ``P_ij``, ``B_ij`` in the reduced state vector (all ordered pairs;
+    ``B_ii`` is kept equal to ``P_ii``)."""
+
+    def __init__(self, N):
+        self.N = N
+        self.dim = N + 2 * N * N
+
+    def m(self, i):
+        return i
+
+    def P(self, i, j):
+        return self.N + i * self.N + j
+
+    def B(self, i, j):
+        return self.N + self.N * self.N + i * self.N + j
+
+    def split(self, x):
+        N = self.N
+        return x[:N], x[N:N + N * N].reshape(N, N), x[N + N * N:].reshape(N, N)
+
+    def join(self, m, P, B):
+        return np.concatenate([m, P.ravel(), B.ravel()])
+
+
+def qssep_generator(N, D, rate_left, rate_right, n_left, n_right):
+    """Continuum generator of the reduced moments: ``dx/dt = K x + s`` (K sparse).
+
+    The rows of ``B_ii`` hold the constraint ``B_ii - P_ii = 0`` instead of an equation of
+    motion (so that K is invertible; use this K for stationary states only).
+    """
+    idx = ReducedIndex(N)
+    gamma, nu = _boundary_arrays(N, rate_left, rate_right, n_left, n_right)
+    nbr = _neighbours(N)
+    rows, cols, vals = [], [], []
+    source = np.zeros(idx.dim)
+
+    def add(r, c, v):
+        rows.append(r)
+        cols.append(c)
+        vals.append(v)
+
+    def B_or_P(i, j):
+        return idx.P(i, i) if i == j else idx.B(i, j)
+
+    for i in range(N):
+        r = idx.m(i)
+        for k in nbr[i]:
+            add(r, idx.m(k), D)
+            add(r, r, -D)
+        add(r, r, -gamma[i])
+        source[r] += gamma[i] * nu[i]
+    for i in range(N):
+        for j in range(N):
+            if i == j:
+                r = idx.P(i, i)
+                for k in nbr[i]:
+                    add(r, idx.B(k, i), 2 * D)
+                    add(r, idx.P(i, k), 2 * D)
+                    add(r, r, -2 * D)
+                add(r, idx.m(i), 2 * gamma[i] * nu[i])
+                add(r, r, -2 * gamma[i])
+                rb = idx.B(i, i)
+                add(rb, rb, 1.0)
+                add(rb, idx.P(i, i), -1.0)
+                continue
+            adjacent = abs(i - j) == 1
+            r = idx.P(i, j)
+            for k in nbr[i]:
+                add(r, idx.P(k, j), D)
+                add(r, r, -D)
+            for k in nbr[j]:
+                add(r, idx.P(i, k), D)
+                add(r, r, -D)
+            add(r, r, -(gamma[i] + gamma[j]))
+            if adjacent:
+                add(r, idx.B(i, j), -2 * D)
+            r = idx.B(i, j)
+            for k in nbr[i]:
+                add(r, B_or_P(k, j), D)
+                add(r, r, -D)
+            for k in nbr[j]:
+                add(r, B_or_P(i, k), D)
+                add(r, r, -D)
+            add(r, r, -(gamma[i] + gamma[j]))
+            add(r, idx.m(j), gamma[i] * nu[i])
+            add(r, idx.m(i), gamma[j] * nu[j])
+            if adjacent:
+                add(r, idx.P(i, j), -2 * D)
+    K = sp.csr_matrix((vals, (rows, cols)), shape=(idx.dim, idx.dim))
+    return K, source
+
+
+def qssep_stationary(N, D, rate_left, rate_right, n_left, n_right):
+    """Stationary ``(m, P, B)`` of continuous-time QSSEP by one sparse solve (any N >= 2)."""
+    K, source = qssep_generator(N, D, rate_left, rate_right, n_left, n_right)
+    x = spla.spsolve(K.tocsc(), -source)
+    return ReducedIndex(N).split(x)
+
+
+def cumulants_from_moments(m, P, B):
+    """``C2[i, j] = E[G_ij G_ji] - E G_ij E G_ji`` (off-diagonal means vanish) and the
+    connected density correlation ``Bc[i, j] = E[G_ii G_jj] - m_i m_j`` (``Bc_ii = C2_ii``)."""
+    C2 = P.copy()
+    C2[np.diag_indices_from(C2)] -= m**2
+    Bc = B - np.outer(m, m)
+    Bc[np.diag_indices_from(Bc)] = np.diag(C2)
+    return C2, Bc
+
+
+# ------------------------------------------------------------------------------------------
+# 2. generic Ito equations on E[G (x) G]
+# ------------------------------------------------------------------------------------------
+
+def _ad(A):
+    """``G -> A G - G A`` on row-major ``vec G`` (index ``i*N + j``)."""
+    n = A.shape[0]
+    eye = sp.identity(n, format="csr")
+    return sp.kron(sp.csr_matrix(A), eye) - sp.kron(eye, sp.csr_matrix(A.T))
+
+
+def _unit(N, i, j):
+    e = np.zeros((N, N))
+    e[i, j] = 1.0
+    return e
+
+
+def ito_moments(N, *, hamiltonian=None, bond_D=0.0, dephasing=0.0, rate_left, rate_right,
+                n_left, n_right):
+    """Stationary mean ``E G`` (N, N) and second moments ``E[G_ij G_kl]`` (N, N, N, N).
+
+    The SDE: ``dG = -i [H, G] dt + (QSSEP bond noise of strength bond_D) + (dephasing noise
+    sqrt(gamma) dB_i on every site) + boundaries``, each noise in the form
+    ``dG = -i [dh, G] - (1/2) [dh, [dh, G]]``. Mean generator ``Lin`` (+ source ``s``),
+    second moments ``(Lin (x) 1 + 1 (x) Lin + Cov) M + s (x) m + m (x) s = 0`` with the noise
+    covariation ``Cov = -D sum_bonds (ad_A (x) ad_A+ + ad_A+ (x) ad_A)
+    - gamma sum_i ad_Eii (x) ad_Eii``.
+    """
+    n2 = N * N
+    lin = sp.csr_matrix((n2, n2), dtype=complex)
+    cov = sp.csr_matrix((n2 * n2, n2 * n2), dtype=complex)
+    if hamiltonian is not None:
+        lin = lin - 1j * _ad(np.asarray(hamiltonian, dtype=complex))
+    for a in range(N - 1):
+        if bond_D == 0:
+            break
+        up, down = _ad(_unit(N, a, a + 1)), _ad(_unit(N, a + 1, a))
+        lin = lin - 0.5 * bond_D * (up @ down + down @ up)
+        cov = cov - bond_D * (sp.kron(up, down) + sp.kron(down, up))
+    for i in range(N):
+        if dephasing == 0:
+            break
+        ad_i = _ad(_unit(N, i, i))
+        lin = lin - 0.5 * dephasing * (ad_i @ ad_i)
+        cov = cov - dephasing * sp.kron(ad_i, ad_i)
+    source = np.zeros(n2, dtype=complex)
+    for site, rate, density in ((0, rate_left, n_left), (N - 1, rate_right, n_right)):
+        proj = _unit(N, site, site)
+        eye = np.eye(N)
+        lin = lin - 0.5 * rate * sp.csr_matrix(np.kron(proj, eye) + np.kron(eye, proj))
+        source[site * N + site] += rate * density
+    mean = spla.spsolve(lin.tocsc(), -source)
+    eye2 = sp.identity(n2, format="csr")
+    K2 = sp.kron(lin, eye2) + sp.kron(eye2, lin) + cov
+    rhs = -(np.kron(source, mean) + np.kron(mean, source))
+    second = spla.spsolve(K2.tocsc(), rhs)
+    return mean.reshape(N, N), second.reshape(N, N, N, N)
+
+
+def pair_moments_from_tensor(second):
+    """``P_ij = E[G_ij G_ji]`` and ``B_ij = E[G_ii G_jj]`` from ``E[G_ij G_kl]`` (real parts)."""
+    N = second.shape[0]
+    i, j = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
+    return second[i, j, j, i].real, second[i, i, j, j].real
+
+
+def tight_binding(N, t):
+    """``H0 = -t sum_i (c_i^+ c_{i+1} + h.c.)`` (open chain)."""
+    return -t * (np.eye(N, k=1) + np.eye(N, k=-1))
+
+
+# ------------------------------------------------------------------------------------------
+# 3a. exact law of the discrete QSSEP scheme (reduced moments)
+# ------------------------------------------------------------------------------------------
+
+def spherical_bm_moments(tau):
+    """``(E cos T, E cos^2 T)`` of the polar angle T of a Brownian motion on the unit sphere
+    started at the pole, with ``E P_l(cos T) = exp(-l (l+1) tau)``: the exact law of the tilt
+    of a bond's evolution over a time ``tau / D`` (see the module `anderson_mpi.chains`)."""
+    c1 = np.exp(-2 * tau)
+    c2 = (1 + 2 * np.exp(-6 * tau)) / 3
+    return c1, c2
+
+
+def gaussian_bond_moments(tau):
+    """``(E cos T, E cos^2 T)`` for ``T = 2|w|``, ``w`` complex Gaussian with ``E|w|^2 = tau``
+    (the naive bond law). ``|w|`` is Rayleigh: ``E cos(k|w|) = 1 - k sqrt(tau) F(k sqrt(tau)/2)``
+    with F Dawson's integral."""
+    def e_cos(k):
+        return 1 - k * np.sqrt(tau) * scipy.special.dawsn(k * np.sqrt(tau) / 2)
+    return e_cos(2.0), (1 + e_cos(4.0)) / 2
+
+
+class QssepScheme:
+    """Exact moment maps of the simulated QSSEP scheme on the reduced moments ``(m, P, B)``.
+
+    One bond ``(a, b)`` with tilt law moments ``c1 = E cos T``, ``c2 = E cos^2 T`` (the bond
+    unitary rotates the Bloch vector of the 2x2 block by T about a uniformly distributed axis
+    in the xy plane):
+
+    * ``m_a, m_b`` and, for every site c outside the bond, ``(P_ac, P_bc)`` and ``(B_ac, B_bc)``
+      are mixed by ``[[1-p, p], [p, 1-p]]``, ``p = (1 - c1)/2``;
+    * in the block, with ``n0 = (G_aa + G_bb)/2``, ``vz = (G_aa - G_bb)/2``, ``|G_ab|^2 = vperp^2``:
+      ``E n0^2`` is kept, ``E n0 vz -> c1 E n0 vz``,
+      ``E vz^2 -> c2 E vz^2 + (1 - c2)/2 E vperp^2``, ``E vperp^2 -> (1 - c2) E vz^2
+      + (1 + c2)/2 E vperp^2``.
+
+    A step is ``E(tau/2) Bd(dt/2) O(tau) Bd(dt/2) E(tau/2)`` (E: bonds (0,1), (2,3), ...,
+    O: bonds (1,2), ...; Bd: both boundaries); consecutive half layers are merged by the
+    simulator, which does not change the law. ``bond_moments(tau) -> (c1, c2)`` selects the
+    bond law (default: the exact spherical one).
+    """
+
+    def __init__(self, N, D, dt, rate_left, rate_right, n_left, n_right,
+                 bond_moments=spherical_bm_moments):
+        self.N, self.D, self.dt = N, D, dt
+        self.gamma, self.nu = _boundary_arrays(N, rate_left, rate_right, n_left, n_right)
+        self.bond_moments = bond_moments
+
+    # -- the maps act in place on m (N, K), P (N, N, K), B (N, N, K), one (K,) --
+    def _bond_layer(self, state, parity, tau):
+        m, P, B, one = state
+        N = self.N
+        a = np.arange(parity, N - 1, 2)
+        if a.size == 0:
+            return
+        b = a + 1
+        c1, c2 = self.bond_moments(tau)
+        p = (1 - c1) / 2
+        # block values before anything changes
+        Paa, Pbb, Bab, Pab = P[a, a].copy(), P[b, b].copy(), B[a, b].copy(), P[a, b].copy()
+        for X in (P, B):
+            Xa, Xb = X[a].copy(), X[b].copy()
+            X[a], X[b] = (1 - p) * Xa + p * Xb, p * Xa + (1 - p) * Xb
+            Xa, Xb = X[:, a].copy(), X[:, b].copy()
+            X[:, a], X[:, b] = (1 - p) * Xa + p * Xb, p * Xa + (1 - p) * Xb
+        ma, mb = m[a].copy(), m[b].copy()
+        m[a], m[b] = (1 - p) * ma + p * mb, p * ma + (1 - p) * mb
+        q1 = (Paa + Pbb + 2 * Bab) / 4
+        q2 = (Paa - Pbb) / 4
+        q3 = (Paa + Pbb - 2 * Bab) / 4
+        q4 = Pab
+        q2 = c1 * q2
+        q3, q4 = c2 * q3 + (1 - c2) / 2 * q4, (1 - c2) * q3 + (1 + c2) / 2 * q4
+        P[a, a], P[b, b] = q1 + 2 * q2 + q3, q1 - 2 * q2 + q3
+        B[a, a], B[b, b] = P[a, a], P[b, b]
+        B[a, b] = B[b, a] = q1 - q3
+        P[a, b] = P[b, a] = q4
+
+    def _boundary(self, state, h):
+        m, P, B, one = state
+        for site in (0, self.N - 1):
+            g, nu = self.gamma[site], self.nu[site]
+            if g == 0:
+                continue
+            e = np.exp(-g * h)
+            drive = nu * (1 - e)           # G_ee <- drive + e G_ee: affine, so the constant
+            m_old = m[site].copy()         # terms multiply the state's constant component
+            P_old = P[site, site].copy()
+            P[site, :] *= e                # G_ej and G_je both damped by sqrt(e)
+            P[:, site] *= e
+            B_row = e * B[site, :] + drive * m   # the other sites' old means
+            B[site, :] = B_row
+            B[:, site] = B_row
+            P[site, site] = drive**2 * one + 2 * drive * e * m_old + e**2 * P_old
+            B[site, site] = P[site, site]
+            m[site] = drive * one + e * m_old
+
+    def step(self, state):
+        tau = self.D * self.dt
+        self._bond_layer(state, 0, tau / 2)
+        self._boundary(state, self.dt / 2)
+        self._bond_layer(state, 1, tau)
+        self._boundary(state, self.dt / 2)
+        self._bond_layer(state, 0, tau / 2)
+
+    def initial(self, m0):
+        """State of the deterministic ``G = diag(m0)``."""
+        m0 = np.asarray(m0, dtype=float)
+        N = self.N
+        outer = np.outer(m0, m0)
+        P = np.zeros((N, N))
+        P[np.diag_indices(N)] = m0**2
+        return m0.copy(), P, outer.copy(), 1.0
+
+    def evolve(self, m0, n_steps):
+        """Exact moments ``(m, P, B)`` after ``n_steps`` steps from ``G = diag(m0)``."""
+        m, P, B, one = self.initial(m0)
+        state = (m[:, None], P[:, :, None], B[:, :, None], np.ones(1))
+        for _ in range(n_steps):
+            self.step(state)
+        return state[0][:, 0], state[1][:, :, 0], state[2][:, :, 0]
+
+    def stationary(self):
+        """Fixed point of one step, by a dense solve (dimension ``N + 2 N^2``)."""
+        N = self.N
+        dim = N + 2 * N * N
+        # columns: unit vectors of (m, P, B) and the affine constant
+        basis = np.eye(dim + 1)
+        m = basis[:N].copy()
+        P = basis[N:N + N * N].reshape(N, N, dim + 1).copy()
+        B = basis[N + N * N:dim].reshape(N, N, dim + 1).copy()
+        one = basis[dim].copy()
+        state = (m, P, B, one)
+        self.step(state)
+        S = np.concatenate([state[0], state[1].reshape(N * N, -1), state[2].reshape(N * N, -1)])
+        lin, const = S[:, :dim], S[:, dim]
+        x = np.linalg.solve(np.eye(dim) - lin, const)
+        return ReducedIndex(N).split(x)
+
+
+# ------------------------------------------------------------------------------------------
+# 3b. exact law of the discrete dephasing scheme (full tensor, small N)
+# ------------------------------------------------------------------------------------------
+
+def brick_hopping(N, t, parity):
+    """The bonds (parity + 2k, parity + 2k + 1) of ``tight_binding(N, t)``."""
+    h = np.zeros((N, N))
+    for a in range(parity, N - 1, 2):
+        h[a, a + 1] = h[a + 1, a] = -t
+    return h
+
+
+def dephasing_scheme_maps(N, t, gamma, dt, rate_left, rate_right, n_left, n_right):
+    """One step ``E(dt/2) C(dt/2) O(dt) C(dt/2) E(dt/2)`` of the discrete dephasing scheme
+    (E, O: the even and odd bonds of H0, exact; C: dephasing and boundaries, which commute),
+    as a map of the mean ``vec G`` and of ``vec G (x) vec G`` (flattened N^4).
+
+    Returns ``step(M, x) -> (M', x')``.
+    """
+    n2 = N * N
+    rates, nu = _boundary_arrays(N, rate_left, rate_right, n_left, n_right)
+    i, j = np.divmod(np.arange(n2), N)
+
+    def bonds(parity, tau):
+        U = scipy.linalg.expm(-1j * tau * brick_hopping(N, t, parity))
+        return np.kron(U, U.conj())          # vec(U G U^+) in row-major order
+
+    def c_map(h):
+        # dephasing over h: E exp(-i sqrt(gamma)(B_i - B_j + B_k - B_l)) with Var B = h
+        deph1 = np.exp(-gamma * h * (i != j))
+        I, J = np.meshgrid(np.arange(n2), np.arange(n2), indexing="ij")
+        count = np.zeros((n2, n2))
+        for site in range(N):
+            count += ((i[I] == site).astype(float) - (j[I] == site) + (i[J] == site)
+                      - (j[J] == site)) ** 2
+        deph2 = np.exp(-gamma * h * count / 2)
+        # boundaries over h (affine): G <- damp * G + shift
+        damp = np.exp(-(rates[i] + rates[j]) * h / 2)
+        shift = np.zeros(n2)
+        for site in (0, N - 1):
+            shift[site * N + site] = nu[site] * (1 - np.exp(-rates[site] * h))
+
+        def apply(M, x):
+            Md = deph2 * M.reshape(n2, n2)
+            xd = deph1 * x
+            M = (damp[:, None] * Md * damp[None, :] + np.outer(shift, damp * xd)
+                 + np.outer(damp * xd, shift) + np.outer(shift, shift)).ravel()
+            return M, damp * xd + shift
+        return apply
+
+    def unitary(T):
+        def apply(M, x):
+            return (T @ M.reshape(n2, n2) @ T.T).ravel(), T @ x
+        return apply
+
+    ops = [unitary(bonds(0, dt / 2)), c_map(dt / 2), unitary(bonds(1, dt)), c_map(dt / 2),
+           unitary(bonds(0, dt / 2))]
+
+    def step(M, x):
+        for op in ops:
+            M, x = op(M, x)
+        return M, x
+
+    return step
+
+
+def dephasing_scheme_moments(N, t, gamma, dt, rate_left, rate_right, n_left, n_right, m0,
+                             n_steps):
+    """Exact ``(E G, E[G_ij G_kl])`` of the discrete dephasing scheme after n_steps from
+    ``G = diag(m0)``: arrays (N, N) and (N, N, N, N)."""
+    step = dephasing_scheme_maps(N, t, gamma, dt, rate_left, rate_right, n_left, n_right)
+    x = np.diag(np.asarray(m0, dtype=complex)).ravel()
+    M = np.kron(x, x)
+    for _ in range(n_steps):
+        M, x = step(M, x)
+    return x.reshape(N, N), M.reshape(N, N, N, N)
