@@ -67,6 +67,8 @@ EIGENVALUE_TOL = 1e-9
 # Layers of random numbers drawn per call of a trajectory's generator (a fixed number, so that
 # the stream of a trajectory never depends on its block).
 _CHUNK_LAYERS = 64
+# Trajectories advanced together by the numpy kernels (larger blocks are split: same samples).
+_NUMPY_BATCH = 256
 # Quantile table of the tilt: Theta tabulated on a uniform grid of v = sqrt(-log(1 - u)), in which
 # the quantile function is nearly linear (exactly linear in the small-time Rayleigh limit).
 _TILT_GRID = 2048
@@ -340,12 +342,71 @@ class ChainSetup:
 # the kernels
 # ------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True, eq=False)
+class _Schedule:
+    """The layers of a trajectory, in order (arrays of one entry per layer).
+
+    parity : 0 for the bonds (0,1), (2,3), ..., 1 for (1,2), (3,4), ...
+    short : 1 if the layer lasts dt/2 (QSSEP: the half-time tilt law; dephasing: the half-time
+        hopping), 0 if dt.
+    before, after : a half step dt/2 of C (boundaries; with dephasing, also the on-site noise)
+        before / after the layer.
+    odd_end_only : applied only to the trajectories that end at the odd phase (QSSEP).
+    """
+
+    parity: np.ndarray
+    short: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    odd_end_only: np.ndarray
+
+    @classmethod
+    def build(cls, model, n_steps):
+        # E(dt/2) [C/2 O(dt) C/2 E(dt)] ... [C/2 O(dt) C/2 E(dt/2)]: 2 n + 1 layers
+        count = 2 * n_steps + 1
+        parity = np.arange(count, dtype=np.int64) % 2
+        short = np.zeros(count, dtype=np.int64)
+        short[[0, -1]] = 1
+        odd = parity == 1
+        before, after, odd_end_only = odd.copy(), odd.copy(), np.zeros(count, dtype=bool)
+        if model == "qssep":
+            # the odd-phase ending: E(dt/2) Bd(dt/2) O(dt/2)
+            parity = np.append(parity, [0, 1])
+            short = np.append(short, [1, 1])
+            before = np.append(before, [False, False])
+            after = np.append(after, [True, False])
+            odd_end_only = np.append(odd_end_only, [True, True])
+        return cls(parity, short, before, after, odd_end_only)
+
+    def __len__(self):
+        return len(self.parity)
+
+    def chunk(self, start, stop):
+        return _Schedule(*(np.ascontiguousarray(a[start:stop]) for a in
+                           (self.parity, self.short, self.before, self.after, self.odd_end_only)))
+
+
+def _qssep_draws(rngs, width):
+    """One chunk of a QSSEP block's numbers: exponentials and uniforms (m, _CHUNK_LAYERS, width)."""
+    shape = (_CHUNK_LAYERS, width)
+    return (np.stack([rng.standard_exponential(shape) for rng in rngs]),
+            np.stack([rng.random(shape) for rng in rngs]))
+
+
+def _dephasing_draws(rngs, schedule, N):
+    """One chunk of a dephasing block's numbers: a row of N normals per half step of C."""
+    count = int(np.count_nonzero(schedule.before) + np.count_nonzero(schedule.after))
+    return np.stack([rng.standard_normal((count, N)) for rng in rngs])
+
+
+# -- numpy kernels (the block advances together, vectorized over trajectories and bonds) --
+
 def _bond_layer(G, parity, cos_half, z):
     """``G <- U G U^+``, U the bonds (parity + 2k, parity + 2k + 1) of one layer, bond k acting
     by ``[[c_k, z_k], [-conj(z_k), c_k]]``.
 
-    G : (m, N, N) complex, in place. cos_half : (m, nb) real or (nb,), z : (m, nb) complex or
-    (nb,), nb = the layer's number of bonds.
+    G : (m, N, N) complex, in place. cos_half : real, z : complex, each (m, nb) or scalar,
+    nb = the layer's number of bonds.
     """
     m, N, _ = G.shape
     nb = (N - parity) // 2
@@ -355,12 +416,13 @@ def _bond_layer(G, parity, cos_half, z):
     c = np.broadcast_to(cos_half, (m, nb))
     z = np.broadcast_to(z, (m, nb))
     rows = G[:, sites, :].reshape(m, nb, 2, N)
+    cols = G[:, :, sites].reshape(m, N, nb, 2)
+    assert np.shares_memory(rows, G) and np.shares_memory(cols, G)  # views, updated in place
     upper, lower = rows[:, :, 0, :], rows[:, :, 1, :]
     new_upper = c[:, :, None] * upper + z[:, :, None] * lower
     lower *= c[:, :, None]
     lower -= z.conj()[:, :, None] * upper
     upper[...] = new_upper
-    cols = G[:, :, sites].reshape(m, N, nb, 2)
     left, right = cols[..., 0], cols[..., 1]
     new_left = c[:, None, :] * left + z.conj()[:, None, :] * right
     right *= c[:, None, :]
@@ -373,11 +435,10 @@ def _boundaries(G, setup, h):
     N = setup.N
     for site, rate, density in ((0, setup.rate_left, setup.n_left),
                                 (N - 1, setup.rate_right, setup.n_right)):
-        decay = math.exp(-rate * h)
         half = math.exp(-rate * h / 2)
         G[:, site, :] *= half
         G[:, :, site] *= half
-        G[:, site, site] += density * (1 - decay)
+        G[:, site, site] += density * -math.expm1(-rate * h)
 
 
 def _dephase(G, normals, sqrt_gamma_h):
@@ -387,87 +448,71 @@ def _dephase(G, normals, sqrt_gamma_h):
     G *= phase.conj()[:, None, :]
 
 
-class _Streams:
-    """Per-trajectory random numbers, drawn in chunks of ``_CHUNK_LAYERS`` layers from each
-    trajectory's own generator and handed out layer by layer for the whole block."""
-
-    def __init__(self, rngs, width, kinds):
-        self.rngs, self.width, self.kinds = rngs, width, kinds
-        self.position = _CHUNK_LAYERS
-        self.buffers = None
-
-    def next_layer(self):
-        if self.position == _CHUNK_LAYERS:
-            shape = (_CHUNK_LAYERS, self.width)
-            self.buffers = [np.stack([getattr(rng, kind)(shape) for rng in self.rngs])
-                            for kind in self.kinds]
-            self.position = 0
-        layer = [buf[:, self.position] for buf in self.buffers]
-        self.position += 1
-        return layer
-
-
-def _qssep_noise(streams, law, nb):
-    exponential, uniform = streams.next_layer()
-    tilt = law.sample(exponential[:, :nb])
-    return np.cos(tilt / 2), np.sin(tilt / 2) * np.exp(2j * np.pi * uniform[:, :nb])
-
-
-def _simulate_qssep(setup, rngs, G):
-    N, dt = setup.N, setup.dt
-    nb = {0: N // 2, 1: (N - 1) // 2}
-    # the end phase of every trajectory, the first number of its stream
-    odd_end = np.array([rng.random() < 0.5 for rng in rngs])
-    streams = _Streams(rngs, setup.n_bond_slots, ("standard_exponential", "random"))
-
-    def layer(parity, law, subset=slice(None)):
-        c, z = _qssep_noise(streams, law, nb[parity])
-        if isinstance(subset, slice):
-            _bond_layer(G, parity, c, z)
-        else:
-            part = G[subset]
-            _bond_layer(part, parity, c[subset], z[subset])
-            G[subset] = part
-
-    layer(0, setup.tilt_half)
-    for step in range(setup.n_steps):
-        _boundaries(G, setup, dt / 2)
-        layer(1, setup.tilt_full)
-        _boundaries(G, setup, dt / 2)
-        layer(0, setup.tilt_full if step < setup.n_steps - 1 else setup.tilt_half)
-    # the odd-phase ending: half a step more, E(dt/2) Bd(dt/2) O(dt/2)
+def _run_chunk_numpy(setup, G, schedule, draws, odd_end):
+    dt = setup.dt
+    qssep = setup.model == "qssep"
+    if qssep:
+        exponential, uniform = draws
+        laws = (setup.tilt_full, setup.tilt_half)
+    else:
+        t = setup.hopping
+        rotations = [(math.cos(t * tau), 1j * math.sin(t * tau)) for tau in (dt, dt / 2)]
+        sqrt_gamma_h = math.sqrt(setup.gamma * dt / 2)
+        c_row = 0
     chosen = np.flatnonzero(odd_end)
-    layer(0, setup.tilt_half, chosen)
-    part = G[chosen]
-    _boundaries(part, setup, dt / 2)
-    G[chosen] = part
-    layer(1, setup.tilt_half, chosen)
-    return G
+    for k in range(len(schedule)):
+        parity = int(schedule.parity[k])
+        nb = (setup.N - parity) // 2
+        if qssep:
+            tilt = laws[schedule.short[k]].sample(exponential[:, k, :nb])
+            # exp(i phi) bond phase; T/2 = the rotation angle of the 2x2 unitary
+            coupling = (np.cos(tilt / 2), np.sin(tilt / 2) * np.exp(2j * np.pi * uniform[:, k, :nb]))
+        else:
+            coupling = rotations[schedule.short[k]]
+        if schedule.odd_end_only[k]:
+            part = G[chosen]
+            if qssep:
+                coupling = tuple(x[chosen] for x in coupling)
+        else:
+            part = G
+        for flag in (schedule.before[k], None, schedule.after[k]):
+            if flag is None:
+                _bond_layer(part, parity, *coupling)
+            elif flag:
+                if not qssep:
+                    rows = draws[:, c_row] if part is G else draws[chosen, c_row]
+                    _dephase(part, rows, sqrt_gamma_h)
+                    c_row += 1
+                _boundaries(part, setup, dt / 2)
+        if part is not G:
+            G[chosen] = part
 
 
-def _simulate_dephasing(setup, rngs, G):
-    N, dt, t = setup.N, setup.dt, setup.hopping
-    # exp(-i h tau) for the bond Hamiltonian h = -t sigma_x: [[cos, i sin], [i sin, cos]]
-    full = (math.cos(t * dt), 1j * math.sin(t * dt))
-    half = (math.cos(t * dt / 2), 1j * math.sin(t * dt / 2))
-    sqrt_gamma_h = math.sqrt(setup.gamma * dt / 2)
-    streams = _Streams(rngs, N, ("standard_normal",))
-
-    def dephase_and_drive():
-        (normals,) = streams.next_layer()
-        _dephase(G, normals, sqrt_gamma_h)
-        _boundaries(G, setup, dt / 2)
-
-    _bond_layer(G, 0, *half)
-    for step in range(setup.n_steps):
-        dephase_and_drive()
-        _bond_layer(G, 1, *full)
-        dephase_and_drive()
-        _bond_layer(G, 0, *(full if step < setup.n_steps - 1 else half))
-    return G
+def _jit_kernels():
+    """The compiled kernels (`anderson_mpi._chain_jit`), or None without numba."""
+    try:
+        from . import _chain_jit
+    except ImportError:
+        return None
+    return _chain_jit
 
 
-def simulate_block(setup, seed_sequences):
+def _run_chunk_numba(jit, setup, G, schedule, draws, odd_end):
+    dt = setup.dt
+    common = (schedule.parity, schedule.short, schedule.before, schedule.after,
+              schedule.odd_end_only, odd_end, dt / 2, setup.rate_left, setup.rate_right,
+              setup.n_left, setup.n_right)
+    if setup.model == "qssep":
+        tables = np.stack([setup.tilt_full.table, setup.tilt_half.table])
+        steps = np.array([setup.tilt_full.v_step, setup.tilt_half.v_step])
+        jit.qssep_chunk(G, draws[0], draws[1], tables, steps, *common)
+    else:
+        t = setup.hopping
+        jit.dephasing_chunk(G, draws, math.cos(t * dt), math.sin(t * dt), math.cos(t * dt / 2),
+                            math.sin(t * dt / 2), math.sqrt(setup.gamma * dt / 2), *common)
+
+
+def simulate_block(setup, seed_sequences, backend="auto"):
     """The final correlation matrices of the trajectories of one block, advanced together.
 
     Parameters
@@ -475,6 +520,10 @@ def simulate_block(setup, seed_sequences):
     setup : ChainSetup
     seed_sequences : sequence of numpy.random.SeedSequence (or anything ``default_rng`` takes)
         One per trajectory; trajectory j draws only from ``default_rng(seed_sequences[j])``.
+    backend : {"auto", "numba", "numpy"}
+        "numba": compiled kernels (needs numba); "numpy": vectorized over the block; "auto":
+        numba if it can be imported. Both use the same random numbers in the same way: their
+        samples agree to rounding.
 
     Returns
     -------
@@ -482,19 +531,35 @@ def simulate_block(setup, seed_sequences):
         Hermitian, eigenvalues in [0, 1] up to rounding; ``G[j]`` depends only on
         ``seed_sequences[j]`` and the setup.
     """
+    if backend not in ("auto", "numba", "numpy"):
+        raise ValueError(f"backend: must be 'auto', 'numba' or 'numpy', got {backend!r}")
+    jit = None if backend == "numpy" else _jit_kernels()
+    if backend == "numba" and jit is None:
+        raise ValueError("backend: 'numba' requested but numba cannot be imported")
+    seed_sequences = list(seed_sequences)
+    if jit is None and len(seed_sequences) > _NUMPY_BATCH:
+        # the trajectories are independent: cache-sized batches give the same samples faster
+        return np.concatenate([simulate_block(setup, seed_sequences[k:k + _NUMPY_BATCH], "numpy")
+                               for k in range(0, len(seed_sequences), _NUMPY_BATCH)])
     rngs = [np.random.default_rng(seq) for seq in seed_sequences]
     m, N = len(rngs), setup.N
     G = np.zeros((m, N, N), dtype=complex)
     G[:, np.arange(N), np.arange(N)] = setup.initial_density
     if m == 0 or setup.n_steps == 0:
         return G
-    if setup.model == "qssep":
-        _simulate_qssep(setup, rngs, G)
-    else:
-        _simulate_dephasing(setup, rngs, G)
+    qssep = setup.model == "qssep"
+    # the end phase of every trajectory (QSSEP): the first number of its stream
+    odd_end = np.array([rng.random() < 0.5 for rng in rngs]) if qssep else np.zeros(m, bool)
+    schedule = _Schedule.build(setup.model, setup.n_steps)
+    for start in range(0, len(schedule), _CHUNK_LAYERS):
+        chunk = schedule.chunk(start, start + _CHUNK_LAYERS)
+        draws = _qssep_draws(rngs, setup.n_bond_slots) if qssep else _dephasing_draws(rngs, chunk, N)
+        if jit is not None:
+            _run_chunk_numba(jit, setup, G, chunk, draws, odd_end)
+        else:
+            _run_chunk_numpy(setup, G, chunk, draws, odd_end)
     # rounding leaves an anti-Hermitian part of order 1e-16 per layer: drop it
-    G = (G + G.conj().transpose(0, 2, 1)) / 2
-    return G
+    return (G + G.conj().transpose(0, 2, 1)) / 2
 
 
 # ------------------------------------------------------------------------------------------

@@ -225,23 +225,25 @@ def _unit(N, i, j):
     return e
 
 
-def ito_moments(N, *, hamiltonian=None, bond_D=0.0, dephasing=0.0, rate_left, rate_right,
-                n_left, n_right):
-    """Stationary mean ``E G`` (N, N) and second moments ``E[G_ij G_kl]`` (N, N, N, N).
+def ito_generators(N, *, hamiltonian=None, bond_D=0.0, bonds=None, dephasing=0.0, rate_left,
+                   rate_right, n_left, n_right):
+    """Generators of the mean and of the second moments of ``G`` (row-major vec).
 
-    The SDE: ``dG = -i [H, G] dt + (QSSEP bond noise of strength bond_D) + (dephasing noise
-    sqrt(gamma) dB_i on every site) + boundaries``, each noise in the form
-    ``dG = -i [dh, G] - (1/2) [dh, [dh, G]]``. Mean generator ``Lin`` (+ source ``s``),
-    second moments ``(Lin (x) 1 + 1 (x) Lin + Cov) M + s (x) m + m (x) s = 0`` with the noise
-    covariation ``Cov = -D sum_bonds (ad_A (x) ad_A+ + ad_A+ (x) ad_A)
-    - gamma sum_i ad_Eii (x) ad_Eii``.
+    The SDE: ``dG = -i [H, G] dt`` + QSSEP bond noise of strength ``bond_D`` on ``bonds``
+    (default: all N-1 bonds) + dephasing noise ``sqrt(gamma) dB_i`` on every site + the
+    boundaries, each noise in the form ``dG = -i [dh, G] - (1/2) [dh, [dh, G]]``.
+
+    Returns ``(lin, source, K2)``: ``d vec(EG)/dt = lin vec(EG) + source`` and
+    ``d M/dt = K2 M + source (x) m + m (x) source`` for ``M = E[vec G (x) vec G]``, with
+    ``K2 = lin (x) 1 + 1 (x) lin + Cov``, ``Cov = -D sum_bonds (ad_A (x) ad_A+ + ad_A+ (x) ad_A)
+    - gamma sum_i ad_Eii (x) ad_Eii`` (the noise's covariation).
     """
     n2 = N * N
     lin = sp.csr_matrix((n2, n2), dtype=complex)
     cov = sp.csr_matrix((n2 * n2, n2 * n2), dtype=complex)
     if hamiltonian is not None:
         lin = lin - 1j * _ad(np.asarray(hamiltonian, dtype=complex))
-    for a in range(N - 1):
+    for a in (range(N - 1) if bonds is None else bonds):
         if bond_D == 0:
             break
         up, down = _ad(_unit(N, a, a + 1)), _ad(_unit(N, a + 1, a))
@@ -259,9 +261,16 @@ def ito_moments(N, *, hamiltonian=None, bond_D=0.0, dephasing=0.0, rate_left, ra
         eye = np.eye(N)
         lin = lin - 0.5 * rate * sp.csr_matrix(np.kron(proj, eye) + np.kron(eye, proj))
         source[site * N + site] += rate * density
-    mean = spla.spsolve(lin.tocsc(), -source)
     eye2 = sp.identity(n2, format="csr")
     K2 = sp.kron(lin, eye2) + sp.kron(eye2, lin) + cov
+    return lin.tocsr(), source, K2.tocsr()
+
+
+def ito_moments(N, **model):
+    """Stationary mean ``E G`` (N, N) and second moments ``E[G_ij G_kl]`` (N, N, N, N) of the
+    SDE of `ito_generators` (same keywords)."""
+    lin, source, K2 = ito_generators(N, **model)
+    mean = spla.spsolve(lin.tocsc(), -source)
     rhs = -(np.kron(source, mean) + np.kron(mean, source))
     second = spla.spsolve(K2.tocsc(), rhs)
     return mean.reshape(N, N), second.reshape(N, N, N, N)

@@ -1,0 +1,132 @@
+"""Compiled kernels of `anderson_mpi.chains` (numba, optional).
+
+The same operations as the numpy path of `anderson_mpi.chains`, on the same random numbers, one
+trajectory at a time: every layer touches 4N entries per bond instead of going through numpy
+temporaries. A bond updates its two rows and restores Hermiticity by copying the conjugates
+into its two columns (``u G u^+`` is Hermitian, and outside the bond's rows the column update
+is the conjugate of the row update), which halves the arithmetic. Importing this module
+raises ImportError without numba. ``cache=True``: compiled once per install (in
+``__pycache__``, or numba's user cache directory when that is read-only).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["qssep_chunk", "dephasing_chunk"]
+
+_jit = numba.njit(cache=True, nogil=True)
+
+
+@_jit
+def _bond(G, a, c, z):
+    """``G <- u G u^+`` on sites (a, a+1), ``u = [[c, z], [-conj z, c]]``, G Hermitian."""
+    N = G.shape[0]
+    b = a + 1
+    zc = z.conjugate()
+    for j in range(N):
+        ga = G[a, j]
+        gb = G[b, j]
+        G[a, j] = c * ga + z * gb
+        G[b, j] = c * gb - zc * ga
+    gaa, gab, gba, gbb = G[a, a], G[a, b], G[b, a], G[b, b]
+    G[a, a] = c * gaa + zc * gab
+    G[a, b] = c * gab - z * gaa
+    G[b, a] = c * gba + zc * gbb
+    G[b, b] = c * gbb - z * gba
+    for i in range(N):
+        if i != a and i != b:
+            G[i, a] = G[a, i].conjugate()
+            G[i, b] = G[b, i].conjugate()
+
+
+@_jit
+def _boundaries(G, h, rate_left, rate_right, n_left, n_right):
+    N = G.shape[0]
+    for end in range(2):
+        site = 0 if end == 0 else N - 1
+        rate = rate_left if end == 0 else rate_right
+        density = n_left if end == 0 else n_right
+        half = math.exp(-rate * h / 2)
+        for j in range(N):
+            G[site, j] *= half
+            G[j, site] *= half
+        G[site, site] += density * -math.expm1(-rate * h)
+
+
+@_jit
+def _tilt(exponential, table, v_step):
+    """The tilt law's quantile at ``v = sqrt(exponential)`` (as `chains.TiltLaw.sample`)."""
+    pos = math.sqrt(exponential) / v_step
+    idx = min(int(pos), table.shape[0] - 2)
+    frac = min(pos - idx, 1.0)
+    return table[idx] + frac * (table[idx + 1] - table[idx])
+
+
+@_jit
+def qssep_chunk(G, exponential, uniform, tables, v_steps, parity, short, before, after,
+                odd_end_only, odd_end, h, rate_left, rate_right, n_left, n_right):
+    """Apply a chunk of QSSEP layers to every trajectory of the block (G (m, N, N), in place).
+
+    ``exponential``, ``uniform`` (m, chunk, N // 2): each layer's numbers; ``tables`` (2, K+1)
+    and ``v_steps`` (2,): the full-step and half-step tilt laws.
+    """
+    m, N, _ = G.shape
+    for s in range(m):
+        g = G[s]
+        for k in range(parity.shape[0]):
+            if odd_end_only[k] and not odd_end[s]:
+                continue
+            if before[k]:
+                _boundaries(g, h, rate_left, rate_right, n_left, n_right)
+            p = parity[k]
+            table = tables[short[k]]
+            step = v_steps[short[k]]
+            for q in range((N - p) // 2):
+                tilt = _tilt(exponential[s, k, q], table, step)
+                phi = 2 * math.pi * uniform[s, k, q]
+                sn = math.sin(tilt / 2)
+                _bond(g, p + 2 * q, math.cos(tilt / 2), complex(sn * math.cos(phi), sn * math.sin(phi)))
+            if after[k]:
+                _boundaries(g, h, rate_left, rate_right, n_left, n_right)
+
+
+@_jit
+def _dephase(G, normals, scale):
+    """``G_ij <- G_ij exp(-i scale (x_i - x_j))`` (Hermitian G)."""
+    N = G.shape[0]
+    for i in range(N):
+        for j in range(i + 1, N):
+            angle = -scale * (normals[i] - normals[j])
+            G[i, j] *= complex(math.cos(angle), math.sin(angle))
+            G[j, i] = G[i, j].conjugate()
+
+
+@_jit
+def dephasing_chunk(G, normals, cos_full, sin_full, cos_half, sin_half, sqrt_gamma_h, parity,
+                    short, before, after, odd_end_only, odd_end, h, rate_left, rate_right,
+                    n_left, n_right):
+    """Apply a chunk of dephasing layers to every trajectory (G (m, N, N), in place).
+
+    ``normals`` (m, rows, N): one row per half step of C, in order.
+    """
+    m, N, _ = G.shape
+    for s in range(m):
+        g = G[s]
+        row = 0
+        for k in range(parity.shape[0]):
+            if before[k]:
+                _dephase(g, normals[s, row], sqrt_gamma_h)
+                row += 1
+                _boundaries(g, h, rate_left, rate_right, n_left, n_right)
+            p = parity[k]
+            c = cos_half if short[k] else cos_full
+            z = complex(0.0, sin_half if short[k] else sin_full)
+            for q in range((N - p) // 2):
+                _bond(g, p + 2 * q, c, z)
+            if after[k]:
+                _dephase(g, normals[s, row], sqrt_gamma_h)
+                row += 1
+                _boundaries(g, h, rate_left, rate_right, n_left, n_right)
