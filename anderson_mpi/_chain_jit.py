@@ -5,8 +5,9 @@ trajectory at a time: every layer touches 4N entries per bond instead of going t
 temporaries. A bond updates its two rows and restores Hermiticity by copying the conjugates
 into its two columns (``u G u^+`` is Hermitian, and outside the bond's rows the column update
 is the conjugate of the row update), which halves the arithmetic. Importing this module
-raises ImportError without numba. ``cache=True``: compiled once per install (in
-``__pycache__``, or numba's user cache directory when that is read-only).
+raises ImportError without numba. Compiled once per install and cached (in ``__pycache__``,
+or numba's user cache directory when that is read-only; without any writable place, once per
+process).
 """
 from __future__ import annotations
 
@@ -17,7 +18,13 @@ import numpy as np
 
 __all__ = ["qssep_chunk", "dephasing_chunk"]
 
-_jit = numba.njit(cache=True, nogil=True)
+def _jit(func):
+    try:
+        return numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError:
+        # numba found no writable cache directory (read-only install, no user cache):
+        # compile in every process instead (about 3 s)
+        return numba.njit(nogil=True)(func)
 
 
 @_jit
@@ -97,10 +104,12 @@ def qssep_chunk(G, exponential, uniform, tables, v_steps, parity, short, before,
 def _dephase(G, normals, scale):
     """``G_ij <- G_ij exp(-i scale (x_i - x_j))`` (Hermitian G)."""
     N = G.shape[0]
+    phase = np.empty(N, dtype=np.complex128)
+    for i in range(N):
+        phase[i] = complex(math.cos(scale * normals[i]), -math.sin(scale * normals[i]))
     for i in range(N):
         for j in range(i + 1, N):
-            angle = -scale * (normals[i] - normals[j])
-            G[i, j] *= complex(math.cos(angle), math.sin(angle))
+            G[i, j] *= phase[i] * phase[j].conjugate()
             G[j, i] = G[i, j].conjugate()
 
 

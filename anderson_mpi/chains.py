@@ -61,7 +61,7 @@ MODELS = ("qssep", "dephasing")
 # dt = DEFAULT_DT_DEPHASING / (gamma + 2 t + t^2 / gamma). Chosen from the exact discrete-time
 # moment equations (docs/theory.md, bias table).
 DEFAULT_DT_QSSEP = 0.1
-DEFAULT_DT_DEPHASING = 0.2
+DEFAULT_DT_DEPHASING = 0.1
 # Eigenvalues of a correlation matrix lie in [0, 1]; rounding may push them out by this much.
 EIGENVALUE_TOL = 1e-9
 # Layers of random numbers drawn per call of a trajectory's generator (a fixed number, so that

@@ -504,3 +504,26 @@ def dephasing_scheme_moments(N, t, gamma, dt, rate_left, rate_right, n_left, n_r
     for _ in range(n_steps):
         M, x = step(M, x)
     return x.reshape(N, N), M.reshape(N, N, N, N)
+
+
+def dephasing_scheme_stationary(N, t, gamma, dt, rate_left, rate_right, n_left, n_right):
+    """Stationary ``(E G, E[G_ij G_kl])`` of the discrete dephasing scheme: the fixed point of
+    its affine step map on ``(vec G (x) vec G, vec G)``, built column by column (small N)."""
+    step = dephasing_scheme_maps(N, t, gamma, dt, rate_left, rate_right, n_left, n_right)
+    n2 = N * N
+    n4 = n2 * n2
+    zero_M, zero_x = np.zeros(n4, dtype=complex), np.zeros(n2, dtype=complex)
+    M_c, x_c = step(zero_M, zero_x)                      # the constant part
+    columns = []
+    for k in range(n4 + n2):
+        M, x = zero_M.copy(), zero_x.copy()
+        if k < n4:
+            M[k] = 1.0
+        else:
+            x[k - n4] = 1.0
+        M1, x1 = step(M, x)
+        columns.append(np.concatenate([M1 - M_c, x1 - x_c]))
+    S = np.array(columns).T
+    const = np.concatenate([M_c, x_c])
+    sol = np.linalg.solve(np.eye(n4 + n2) - S, const)
+    return sol[n4:].reshape(N, N), sol[:n4].reshape(N, N, N, N)

@@ -362,6 +362,28 @@ def test_numba_and_numpy_give_the_same_samples(model, keys, N):
                                simulate_block(setup, seeds, backend="numpy"), atol=1e-13, rtol=0)
 
 
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba not installed")
+def test_numba_kernels_work_without_a_writable_cache(monkeypatch):
+    """A read-only install with no user cache directory: numba cannot cache, the kernels are
+    compiled in the process instead of failing at import."""
+    import importlib
+
+    import numba.core.caching
+
+    from anderson_mpi import _chain_jit
+    monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
+    fresh = importlib.reload(_chain_jit)
+    try:
+        setup = ChainSetup.build("qssep", 4, relax_time=1.0)
+        seeds = _seeds(12, 2)
+        G = simulate_block(setup, seeds, backend="numba")
+        np.testing.assert_allclose(G, simulate_block(setup, seeds, backend="numpy"), atol=1e-13)
+        assert fresh.qssep_chunk._cache.__class__.__name__ == "NullCache"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_chain_jit)
+
+
 @pytest.mark.parametrize("model, keys, field", [
     ("dephasing", {"gamma": -1.0}, "gamma"),
     ("qssep", {"dt": 0.0}, "dt"),
