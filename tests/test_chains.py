@@ -227,6 +227,50 @@ def test_qssep_simulation_is_its_exact_discrete_law():
     assert max(_max_z(x, e) for x, e in zip(samples[1:], continuum[1:])) > 8
 
 
+def test_qssep_third_order_loops_follow_the_exact_discrete_law():
+    """Third order: E[G_ab G_bc G_ca] of the trajectories against the scheme's exact law (its
+    layers being the exact sub-flows on gauge-invariant moments: the tilt law is exact at every
+    order, not only for the second moments), and visibly not the continuum at this dt."""
+    N = 4
+    setup = ChainSetup.build("qssep", N, dt=1.0)
+    law = ref.qssep_scheme_third_moments(N, 1.0, setup.dt, setup.rate_left, setup.rate_right,
+                                         0.0, 1.0, setup.initial_density, setup.n_steps)
+    continuum = ref.qssep_third_moments_stationary(N, 1.0, setup.rate_left, setup.rate_right,
+                                                   0.0, 1.0)
+    a, b, c = np.indices((N,) * 3)
+    loops = [ref.split_moment_vector(x, N)[0][a, b, b, c, c, a] for x in (law, continuum)]
+    G = simulate_block(setup, _seeds(13, 40000))
+    samples = np.einsum("sab,sbc,sca->sabc", G, G, G)
+    for part in (np.real, np.imag):
+        assert _max_z(part(samples), part(loops[0])) < Z_MAX
+    assert _max_z(samples.real, loops[1].real) > 8
+
+
+@pytest.mark.parametrize("rates, densities, vanishes", [((2.0, 2.0), (0.0, 1.0), True),
+                                                       ((2.0, 2.0), (0.2, 0.9), True),
+                                                       ((1.0, 3.0), (0.0, 1.0), False)])
+def test_sum_of_third_cumulants_and_symmetry(rates, densities, vanishes):
+    """The generic third-order equations reproduce the reduced second moments; the sum of C3
+    over all sites vanishes exactly when both boundary rates are equal: C_n (n >= 2) depend on
+    the densities only through dn (G - c 1 is the same model with densities shifted by c), and
+    particle-hole G -> 1 - G with the mirror i -> N-1-i maps the centred model onto itself while
+    reversing the sign of every third cumulant."""
+    N = 5
+    x = ref.qssep_third_moments_stationary(N, 1.0, *rates, *densities)
+    M3, M2, mean = ref.split_moment_vector(x, N)
+    m, P, B = ref.qssep_stationary(N, 1.0, *rates, *densities)
+    np.testing.assert_allclose(np.einsum("abba->ab", M2).real, P, atol=1e-14)
+    np.testing.assert_allclose(np.einsum("aabb->ab", M2).real, B, atol=1e-14)
+    a, b, c = np.indices((N,) * 3)
+    C3 = (M3[a, b, b, c, c, a] - M2[a, b, b, c] * mean[c, a] - M2[a, b, c, a] * mean[b, c]
+          - M2[b, c, c, a] * mean[a, b] + 2 * mean[a, b] * mean[b, c] * mean[c, a])
+    assert np.abs(C3).max() > 1e-5
+    if vanishes:
+        assert abs(C3.sum()) < 1e-11 * np.abs(C3).max()
+    else:
+        assert abs(C3.sum()) > 0.1 * np.abs(C3).max()
+
+
 def test_qssep_mean_and_c2_at_the_default_dt():
     """Default dt: C1 and C2 against the exact finite-N stationary law of continuous-time QSSEP
     (the scheme's bias there is far below the errors)."""
