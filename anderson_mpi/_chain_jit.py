@@ -139,3 +139,65 @@ def dephasing_chunk(G, normals, cos_full, sin_full, cos_half, sin_half, sqrt_gam
                 _dephase(g, normals[s, row], sqrt_gamma_h)
                 row += 1
                 _boundaries(g, h, rate_left, rate_right, n_left, n_right)
+
+
+@_jit
+def _bond_pair(G, a, b, c, z):
+    """``G <- u G u^+`` on sites (a, b) (any two distinct sites), ``u = [[c, z], [-conj z, c]]``."""
+    N = G.shape[0]
+    zc = z.conjugate()
+    for j in range(N):
+        ga = G[a, j]
+        gb = G[b, j]
+        G[a, j] = c * ga + z * gb
+        G[b, j] = c * gb - zc * ga
+    gaa, gab, gba, gbb = G[a, a], G[a, b], G[b, a], G[b, b]
+    G[a, a] = c * gaa + zc * gab
+    G[a, b] = c * gab - z * gaa
+    G[b, a] = c * gba + zc * gbb
+    G[b, b] = c * gbb - z * gba
+    for i in range(N):
+        if i != a and i != b:
+            G[i, a] = G[a, i].conjugate()
+            G[i, b] = G[b, i].conjugate()
+
+
+@_jit
+def _drive_sites(G, sites, h, rate, density):
+    N = G.shape[0]
+    half = math.exp(-rate * h / 2)
+    for q in range(sites.shape[0]):
+        s = sites[q]
+        for j in range(N):
+            G[s, j] *= half
+            G[j, s] *= half
+        G[s, s] += density * -math.expm1(-rate * h)
+
+
+@_jit
+def lattice_dephasing_chunk(G, normals, ops, op_layer, op_short, layer_start, layer_stop,
+                            bond_first, bond_second, layer_cos, layer_sin, sqrt_gamma_h, h,
+                            left_sites, right_sites, rate_left, rate_right, n_left, n_right):
+    """Apply a chunk of operations of the lattice dephasing scheme to every trajectory.
+
+    ``ops[k]``: 0 a bond layer (``op_layer[k]``, duration dt/2 if ``op_short[k]``), 1 a half
+    step of C (dephasing, then the driven sites); ``normals`` (m, rows, N): one row per C.
+    Layer l holds the bonds ``bond_first/second[layer_start[l]:layer_stop[l]]`` with the
+    rotation ``layer_cos/sin[l, short]``.
+    """
+    m = G.shape[0]
+    for s in range(m):
+        g = G[s]
+        row = 0
+        for k in range(ops.shape[0]):
+            if ops[k] == 1:
+                _dephase(g, normals[s, row], sqrt_gamma_h)
+                row += 1
+                _drive_sites(g, left_sites, h, rate_left, n_left)
+                _drive_sites(g, right_sites, h, rate_right, n_right)
+            else:
+                layer = op_layer[k]
+                c = layer_cos[layer, op_short[k]]
+                z = complex(0.0, layer_sin[layer, op_short[k]])
+                for q in range(layer_start[layer], layer_stop[layer]):
+                    _bond_pair(g, bond_first[q], bond_second[q], c, z)

@@ -226,21 +226,23 @@ def _unit(N, i, j):
 
 
 def ito_generators(N, *, hamiltonian=None, bond_D=0.0, bonds=None, dephasing=0.0, rate_left,
-                   rate_right, n_left, n_right):
+                   rate_right, n_left, n_right, driven=None, second=True):
     """Generators of the mean and of the second moments of ``G`` (row-major vec).
 
     The SDE: ``dG = -i [H, G] dt`` + QSSEP bond noise of strength ``bond_D`` on ``bonds``
     (default: all N-1 bonds) + dephasing noise ``sqrt(gamma) dB_i`` on every site + the
-    boundaries, each noise in the form ``dG = -i [dh, G] - (1/2) [dh, [dh, G]]``.
+    boundaries (on the sites ``driven = (left_sites, right_sites)``, default ``((0,), (N-1,))``),
+    each noise in the form ``dG = -i [dh, G] - (1/2) [dh, [dh, G]]``.
 
     Returns ``(lin, source, K2)``: ``d vec(EG)/dt = lin vec(EG) + source`` and
     ``d M/dt = K2 M + source (x) m + m (x) source`` for ``M = E[vec G (x) vec G]``, with
     ``K2 = lin (x) 1 + 1 (x) lin + Cov``, ``Cov = -D sum_bonds (ad_A (x) ad_A+ + ad_A+ (x) ad_A)
-    - gamma sum_i ad_Eii (x) ad_Eii`` (the noise's covariation).
+    - gamma sum_i ad_Eii (x) ad_Eii`` (the noise's covariation). ``second=False``: K2 is None
+    (large lattices, mean only).
     """
     n2 = N * N
     lin = sp.csr_matrix((n2, n2), dtype=complex)
-    cov = sp.csr_matrix((n2 * n2, n2 * n2), dtype=complex)
+    cov = sp.csr_matrix((n2 * n2, n2 * n2), dtype=complex) if second else None
     if hamiltonian is not None:
         lin = lin - 1j * _ad(np.asarray(hamiltonian, dtype=complex))
     for a in (range(N - 1) if bonds is None else bonds):
@@ -248,19 +250,25 @@ def ito_generators(N, *, hamiltonian=None, bond_D=0.0, bonds=None, dephasing=0.0
             break
         up, down = _ad(_unit(N, a, a + 1)), _ad(_unit(N, a + 1, a))
         lin = lin - 0.5 * bond_D * (up @ down + down @ up)
-        cov = cov - bond_D * (sp.kron(up, down) + sp.kron(down, up))
+        if second:
+            cov = cov - bond_D * (sp.kron(up, down) + sp.kron(down, up))
     for i in range(N):
         if dephasing == 0:
             break
         ad_i = _ad(_unit(N, i, i))
         lin = lin - 0.5 * dephasing * (ad_i @ ad_i)
-        cov = cov - dephasing * sp.kron(ad_i, ad_i)
+        if second:
+            cov = cov - dephasing * sp.kron(ad_i, ad_i)
     source = np.zeros(n2, dtype=complex)
-    for site, rate, density in ((0, rate_left, n_left), (N - 1, rate_right, n_right)):
-        proj = _unit(N, site, site)
-        eye = np.eye(N)
-        lin = lin - 0.5 * rate * sp.csr_matrix(np.kron(proj, eye) + np.kron(eye, proj))
-        source[site * N + site] += rate * density
+    left_sites, right_sites = ((0,), (N - 1,)) if driven is None else driven
+    for sites, rate, density in ((left_sites, rate_left, n_left), (right_sites, rate_right, n_right)):
+        for site in sites:
+            proj = _unit(N, site, site)
+            eye = np.eye(N)
+            lin = lin - 0.5 * rate * sp.csr_matrix(np.kron(proj, eye) + np.kron(eye, proj))
+            source[site * N + site] += rate * density
+    if not second:
+        return lin.tocsr(), source, None
     eye2 = sp.identity(n2, format="csr")
     K2 = sp.kron(lin, eye2) + sp.kron(eye2, lin) + cov
     return lin.tocsr(), source, K2.tocsr()
@@ -628,3 +636,110 @@ def qssep_scheme_third_moments(N, D, dt, rate_left, rate_right, n_left, n_right,
         x = flow(even, dt / 2, x)
     x_odd = flow(odd, dt / 2, flow(bd, dt / 2, flow(even, dt / 2, x)))
     return (x + x_odd) / 2
+
+
+# ------------------------------------------------------------------------------------------
+# 3d. the dephasing model on a lattice (Anderson's geometry): exact discrete law, small sizes
+# ------------------------------------------------------------------------------------------
+
+def lattice_sites(shape):
+    """Site number ``(x * Ny + y) * Nz + z`` as an array (Nx, Ny, Nz)."""
+    return np.arange(int(np.prod(shape))).reshape(shape)
+
+
+def lattice_bond_layers(shape, hopping):
+    """The scheme's layers of disjoint bonds as hopping matrices ``-t (E_ab + E_ba)``, written
+    from the geometry: x bonds by the parity of x; a transverse ring of n sites has the bonds
+    (i, i+1 mod n) for n >= 3 (one bond for n = 2, none for n = 1), in layers "i even, i < n-1",
+    "i odd", "i = n-1 with n odd" (the wrap-around bond). Order: x, y, z; empty layers dropped."""
+    idx = lattice_sites(shape)
+    n_sites = idx.size
+    layers = []
+
+    def layer_matrix(pairs, t):
+        h = np.zeros((n_sites, n_sites))
+        for a, b in pairs:
+            h[a, b] = h[b, a] = -t
+        return h
+
+    Nx = shape[0]
+    for parity in (0, 1):
+        pairs = [(idx[x, y, z], idx[x + 1, y, z]) for x in range(parity, Nx - 1, 2)
+                 for y in range(shape[1]) for z in range(shape[2])]
+        if pairs:
+            layers.append(layer_matrix(pairs, hopping[0]))
+    for axis in (1, 2):
+        n = shape[axis]
+        if n == 1:
+            continue
+        groups = {"even": [], "odd": [], "wrap": []}
+        for i in range(n if n >= 3 else 1):
+            j = (i + 1) % n
+            kind = "wrap" if (i == n - 1 and n % 2) else ("odd" if i % 2 else "even")
+            groups[kind].append((i, j))
+        for kind in ("even", "odd", "wrap"):
+            pairs = []
+            for i, j in groups[kind]:
+                a = np.take(idx, i, axis=axis).ravel()
+                b = np.take(idx, j, axis=axis).ravel()
+                pairs += list(zip(a, b))
+            if pairs:
+                layers.append(layer_matrix(pairs, hopping[axis]))
+    return layers
+
+
+def lattice_dephasing_scheme_moments(shape, hopping, gamma, dt, rate_left, rate_right, n_left,
+                                     n_right, m0, n_steps):
+    """Exact ``(E G, E[G_ij G_kl])`` of the lattice dephasing scheme after n_steps from
+    ``G = diag(m0)``: the step ``A_0(dt/2) ... A_{K-2}(dt/2) C(dt/2) A_{K-1}(dt) C(dt/2)
+    A_{K-2}(dt/2) ... A_0(dt/2)`` (K = 1: ``A_0(dt/2) C(dt) A_0(dt/2)``), C = dephasing and the
+    driven slices x = 0 and x = Nx - 1."""
+    layers = lattice_bond_layers(shape, hopping)
+    n = int(np.prod(shape))
+    n2 = n * n
+    n_perp = shape[1] * shape[2]
+    rates = np.zeros(n)
+    nu = np.zeros(n)
+    rates[:n_perp], nu[:n_perp] = rate_left, n_left
+    rates[n - n_perp:], nu[n - n_perp:] = rate_right, n_right
+    i, j = np.divmod(np.arange(n2), n)
+    count = np.zeros((n2, n2))
+    I, J = np.meshgrid(np.arange(n2), np.arange(n2), indexing="ij")
+    for site in range(n):
+        count += ((i[I] == site).astype(float) - (j[I] == site) + (i[J] == site)
+                  - (j[J] == site)) ** 2
+
+    def c_op(h):
+        deph1 = np.exp(-gamma * h * (i != j))
+        deph2 = np.exp(-gamma * h * count / 2)
+        damp = np.exp(-(rates[i] + rates[j]) * h / 2)
+        shift = np.where(i == j, nu[i] * (1 - np.exp(-rates[i] * h)), 0.0)
+
+        def apply(M, x):
+            Md, xd = deph2 * M, deph1 * x
+            M = (damp[:, None] * Md * damp[None, :] + np.outer(shift, damp * xd)
+                 + np.outer(damp * xd, shift) + np.outer(shift, shift))
+            return M, damp * xd + shift
+        return apply
+
+    def u_op(h_layer, tau):
+        U = scipy.linalg.expm(-1j * tau * h_layer)
+        T = np.kron(U, U.conj())
+
+        def apply(M, x):
+            return T @ M @ T.T, T @ x
+        return apply
+
+    K = len(layers)
+    if K == 1:
+        step = [u_op(layers[0], dt / 2), c_op(dt), u_op(layers[0], dt / 2)]
+    else:
+        step = ([u_op(layers[l], dt / 2) for l in range(K - 1)] + [c_op(dt / 2)]
+                + [u_op(layers[K - 1], dt)] + [c_op(dt / 2)]
+                + [u_op(layers[l], dt / 2) for l in range(K - 2, -1, -1)])
+    x = np.diag(np.asarray(m0, dtype=complex)).ravel()
+    M = np.outer(x, x)
+    for _ in range(n_steps):
+        for op in step:
+            M, x = op(M, x)
+    return x.reshape(n, n), M.reshape(n, n, n, n)
