@@ -43,7 +43,6 @@ import scipy.linalg
 import scipy.special
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from numpy.polynomial import legendre
 
 
 # ------------------------------------------------------------------------------------------
