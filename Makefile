@@ -39,9 +39,11 @@ APT_PETSC    := libpetsc-complex3.18-dev
 WITH_PETSC ?= auto
 # setuptools >=77 for h5py's metadata, <81 for petsc4py 3.18's link step (see ENVIRONMENT.md)
 BUILD_TOOLS := "Cython>=3,<4" pkgconfig "setuptools>=77,<81" packaging wheel
-PY_PACKAGES := numpy scipy mpi4py pytest pytest-mpi threadpoolctl matplotlib
+# numba: the compiled kernels of the QSSEP and dephasing chains (4-6x the vectorized numpy path,
+# which is used without it; anderson_mpi/engines/_chain_jit.py)
+PY_PACKAGES := numpy scipy mpi4py pytest pytest-mpi threadpoolctl matplotlib numba
 # A repeat `make install` only looks these up (no import: importing them all costs seconds).
-PY_MODULES  := numpy scipy mpi4py pytest pytest_mpi threadpoolctl matplotlib Cython pkgconfig
+PY_MODULES  := numpy scipy mpi4py pytest pytest_mpi threadpoolctl matplotlib numba Cython pkgconfig
 FIND_SPECS   = -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))"
 ifeq ($(WITH_PETSC),auto)
 HAVE_PETSC := $(shell [ "$(SKIP_APT)" != 1 ] || [ -f $(PETSC_DIR)/include/petscversion.h ] && echo 1 || echo 0)

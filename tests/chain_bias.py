@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import chain_reference as ref  # noqa: E402
-from anderson_mpi.chains import ChainSetup  # noqa: E402
+from anderson_mpi.engines.chains import ChainSetup  # noqa: E402
 
 
 def _odd_ending(scheme, m, P, B, tau, dt):

@@ -1,6 +1,6 @@
 """Exact finite-N references for the QSSEP and dephasing chains (test side).
 
-Written independently of ``anderson_mpi.chains``: nothing here imports it. Conventions
+Written independently of ``anderson_mpi.engines.chains``: nothing here imports it. Conventions
 (docs/theory.md, "Two models with dynamical noise"): sites ``0..N-1``, ``G_ij = tr(rho c_j^+ c_i)``,
 a unitary ``u`` acts as ``G <- u G u^+``; boundary ``end`` in {0, N-1} relaxes ``G_ee`` to the
 density ``nu_e`` at rate ``gamma_e = alpha_e + beta_e`` and damps the rest of its row and column at
@@ -302,7 +302,7 @@ def tight_binding(N, t):
 def spherical_bm_moments(tau):
     """``(E cos T, E cos^2 T)`` of the polar angle T of a Brownian motion on the unit sphere
     started at the pole, with ``E P_l(cos T) = exp(-l (l+1) tau)``: the exact law of the tilt
-    of a bond's evolution over a time ``tau / D`` (see the module `anderson_mpi.chains`)."""
+    of a bond's evolution over a time ``tau / D`` (see the module `anderson_mpi.engines.chains`)."""
     c1 = np.exp(-2 * tau)
     c2 = (1 + 2 * np.exp(-6 * tau)) / 3
     return c1, c2

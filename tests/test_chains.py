@@ -1,4 +1,4 @@
-"""The QSSEP and dephasing chains (`anderson_mpi.chains`) against exact finite-N statements.
+"""The QSSEP and dephasing chains (`anderson_mpi.engines.chains`) against exact finite-N statements.
 
 The references (`tests/chain_reference.py`) are independent of the simulator: moment equations
 derived by hand (reduced, QSSEP) and generically (Ito on the full second-moment tensor), the
@@ -8,27 +8,18 @@ sample means, exact references) with standard errors, connected ones with the se
 jackknife of `analysis.estimators`. Thresholds are |z| < 4.5 over all entries compared (a few
 dozen to a few hundred, correlated), so a correct simulator fails with probability < 1e-3.
 """
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.linalg
+import chain_reference as ref
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chain_reference as ref  # noqa: E402
-
-try:
-    from analysis.estimators import jackknife
-except ImportError:  # tests run from elsewhere without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from analysis.estimators import jackknife
-
-from anderson_mpi import chains  # noqa: E402
-from anderson_mpi.chains import ChainSetup, mode_matrices_from_G, simulate_block  # noqa: E402
+from analysis.estimators import jackknife
+from anderson_mpi.engines import chains
+from anderson_mpi.engines.chains import ChainSetup, mode_matrices_from_G, simulate_block
 
 Z_MAX = 4.5
-HAVE_NUMBA = chains._jit_kernels() is not None
+HAVE_NUMBA = chains.jit_kernels() is not None
 
 
 def _seeds(tag, n):
@@ -137,7 +128,6 @@ def test_reduced_equations_equal_generic_ito(N, D, rates, densities):
 
 def _gauge_averaged(G0):
     """``E_theta[G_ij G_kl]`` over independent uniform site phases: the gauge-invariant part."""
-    N = len(G0)
     M = np.einsum("ij,kl->ijkl", G0, G0)
     i, j, k, l = np.indices(M.shape)
     keep = ((i == j) & (k == l)) | ((i == l) & (j == k))
@@ -414,7 +404,7 @@ def test_numba_kernels_work_without_a_writable_cache(monkeypatch):
 
     import numba.core.caching
 
-    from anderson_mpi import _chain_jit
+    from anderson_mpi.engines import _chain_jit
     monkeypatch.setattr(numba.core.caching.CacheImpl, "_locator_classes", [])
     fresh = importlib.reload(_chain_jit)
     try:

@@ -1,26 +1,22 @@
-"""The dephasing model on Anderson's lattice (`anderson_mpi.lattice_dephasing`).
+"""The dephasing model on Anderson's lattice (`anderson_mpi.engines.lattice_dephasing`).
 
 Checked against: the Anderson model's own transverse hopping (`anderson_mpi.system`) for the
-bonds, the chain kernels of `anderson_mpi.chains` on a chain (same samples), and the exact law
+bonds, the chain kernels of `anderson_mpi.engines.chains` on a chain (same samples), and the exact law
 of the discrete scheme on a small lattice (`tests/chain_reference.py`).
 """
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
+import chain_reference as ref
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chain_reference as ref  # noqa: E402
+from anderson_mpi.engines import chains
+from anderson_mpi.engines.chains import ChainSetup, simulate_block
+from anderson_mpi.engines.lattice_dephasing import (LatticeSetup, lattice_mode_matrices,
+                                                    simulate_lattice_block)
+from anderson_mpi.system import transverse_hopping
 
-from anderson_mpi import chains  # noqa: E402
-from anderson_mpi.chains import ChainSetup, simulate_block  # noqa: E402
-from anderson_mpi.lattice_dephasing import (LatticeSetup, lattice_mode_matrices,  # noqa: E402
-                                            simulate_lattice_block)
-from anderson_mpi.system import transverse_hopping  # noqa: E402
-
-BACKENDS = ["numpy"] + (["numba"] if chains._jit_kernels() is not None else [])
+BACKENDS = ["numpy"] + (["numba"] if chains.jit_kernels() is not None else [])
 
 
 def _seeds(tag, n):

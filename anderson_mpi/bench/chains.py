@@ -1,4 +1,4 @@
-"""Samples per second of the chain models (`anderson_mpi.chains`).
+"""Samples per second of the chain models (`anderson_mpi.engines.chains`).
 
     python -m anderson_mpi.bench.chains [--block 16] [--steps 400]
 
@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..chains import ChainSetup, _jit_kernels, simulate_block
+from ..engines.chains import ChainSetup, jit_kernels, simulate_block
 from .common import interleaved
 
 __all__ = ["bench_chains"]
@@ -23,7 +23,7 @@ CASES = (("qssep", 16, {}), ("qssep", 32, {}), ("qssep", 64, {}), ("dephasing", 
 
 
 def bench_chains(cases=CASES, block=16, steps=400, repeats=3):
-    backends = ["numpy"] + (["numba"] if _jit_kernels() is not None else [])
+    backends = ["numpy"] + (["numba"] if jit_kernels() is not None else [])
     print(f"\nChain models: samples/s per core (block of {block} trajectories, timed on {steps} "
           f"steps, scaled to the default steps of a run); backends: {', '.join(backends)}")
     if "numba" in backends:
@@ -55,7 +55,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    from ..parallel import limit_blas_threads
+    from ..run.mpi import limit_blas_threads
     limit_blas_threads(1)
     bench_chains(block=args.block, steps=args.steps, repeats=args.repeats)
 

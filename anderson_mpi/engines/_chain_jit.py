@@ -1,6 +1,6 @@
-"""Compiled kernels of `anderson_mpi.chains` (numba, optional).
+"""Compiled kernels of `anderson_mpi.engines.chains` (numba, optional).
 
-The same operations as the numpy path of `anderson_mpi.chains`, on the same random numbers, one
+The same operations as the numpy path of `anderson_mpi.engines.chains`, on the same random numbers, one
 trajectory at a time: every layer touches 4N entries per bond instead of going through numpy
 temporaries. A bond updates its two rows and restores Hermiticity by copying the conjugates
 into its two columns (``u G u^+`` is Hermitian, and outside the bond's rows the column update

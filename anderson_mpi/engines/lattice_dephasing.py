@@ -1,7 +1,7 @@
 """The dephasing model on Anderson's lattice: the static-versus-dynamical comparison.
 
 docs/theory.md, "Two models with dynamical noise". The same dynamics as the dephasing chain of
-`anderson_mpi.chains` on a lattice ``Nx x Ny x Nz`` with hoppings ``(tx, ty, tz)``, periodic
+`anderson_mpi.engines.chains` on a lattice ``Nx x Ny x Nz`` with hoppings ``(tx, ty, tz)``, periodic
 transverse bonds (a transverse size of 2 has one bond, of 1 none: the convention of the
 Anderson model), driven on every site of the slices ``x = 0`` and ``x = Nx - 1``. Sites are
 numbered ``(x * Ny + y) * Nz + z``, so that slice a is the block of rows
@@ -14,7 +14,7 @@ exact bond rotations ``exp(i t tau sigma_x)``; C is a half step of the on-site B
 and the boundaries (they commute). One step is the symmetric product
 ``A_0(dt/2) ... A_{K-2}(dt/2) C(dt/2) A_{K-1}(dt) C(dt/2) A_{K-2}(dt/2) ... A_0(dt/2)`` (the
 halves of A_0 merged between steps). On a chain (``Ny = Nz = 1``) this is exactly the scheme of
-`anderson_mpi.chains` and draws the same random numbers: the samples agree to rounding.
+`anderson_mpi.engines.chains` and draws the same random numbers: the samples agree to rounding.
 
 Cost per step: ``2 (K - 1)`` layers of ``N_sites / 2`` bonds at ``~4 N_sites`` operations each,
 ``~4 (K-1) N_sites^2`` per trajectory; N_sites = N^3 in the cube (N = 8: 512 sites, 4 MB per G).
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chains import (_CHUNK_LAYERS, _jit_kernels, _number, _pair, mode_matrices_from_G,
+from .chains import (CHUNK_LAYERS, jit_kernels, check_number, check_pair, mode_matrices_from_G,
                      EIGENVALUE_TOL)
 
 __all__ = ["DEFAULT_HOPPING", "DEFAULT_DT_LATTICE", "LatticeSetup", "lattice_layers",
@@ -132,20 +132,20 @@ class LatticeSetup:
             raise ValueError(f"shape: must be (Nx >= 2, Ny >= 1, Nz >= 1), got {shape}")
         if isinstance(hopping, (int, float)) or len(hopping) != 3:
             raise ValueError(f"hopping: must be (tx, ty, tz), got {hopping!r}")
-        hopping = (_number("hopping", hopping[0], lower=0.0, strict=True),
-                   _number("hopping", hopping[1], lower=0.0), _number("hopping", hopping[2], lower=0.0))
-        gamma = _number("gamma", gamma, lower=0.0, strict=True)
-        n_left = _number("n_left", n_left, lower=0.0, upper=1.0)
-        n_right = _number("n_right", n_right, lower=0.0, upper=1.0)
+        hopping = (check_number("hopping", hopping[0], lower=0.0, strict=True),
+                   check_number("hopping", hopping[1], lower=0.0), check_number("hopping", hopping[2], lower=0.0))
+        gamma = check_number("gamma", gamma, lower=0.0, strict=True)
+        n_left = check_number("n_left", n_left, lower=0.0, upper=1.0)
+        n_right = check_number("n_right", n_right, lower=0.0, upper=1.0)
         d_eff = 2 * hopping[0]**2 / gamma
-        rate_left, rate_right = _pair("boundary_rate", 2 * d_eff if boundary_rate is None
+        rate_left, rate_right = check_pair("boundary_rate", 2 * d_eff if boundary_rate is None
                                       else boundary_rate)
         if dt is None:
             dt = DEFAULT_DT_LATTICE / (gamma + 2 * sum(hopping) + hopping[0]**2 / gamma)
-        dt = _number("dt", dt, lower=0.0, strict=True)
+        dt = check_number("dt", dt, lower=0.0, strict=True)
         if relax_time is None:
             relax_time = 5 / _slowest_rate(shape, hopping, gamma, d_eff, rate_left, rate_right)
-        relax_time = _number("relax_time", relax_time, lower=0.0)
+        relax_time = check_number("relax_time", relax_time, lower=0.0)
         n_steps = int(math.ceil(relax_time / dt - 1e-9))
         Nx = shape[0]
         a, b = d_eff / rate_left, d_eff / rate_right
@@ -194,11 +194,11 @@ def _operations(n_layers, n_steps):
 
 def _chunks(ops):
     """Split before every bond layer whose count is a multiple of the chunk length (the chain's
-    chunks of `anderson_mpi.chains`: the same random numbers on a chain)."""
+    chunks of `anderson_mpi.engines.chains`: the same random numbers on a chain)."""
     starts, count = [0], 0
     for k, (kind, _, _) in enumerate(ops):
         if kind == 0:
-            if count and count % _CHUNK_LAYERS == 0:
+            if count and count % CHUNK_LAYERS == 0:
                 starts.append(k)
             count += 1
     return [ops[a:b] for a, b in zip(starts, starts[1:] + [len(ops)])]
@@ -216,10 +216,10 @@ def _pair_layer(G, first, second, c, z):
 
 def simulate_lattice_block(setup, seed_sequences, backend="auto"):
     """Final G (m, N_sites, N_sites) of the trajectories of one block (see
-    `anderson_mpi.chains.simulate_block` for the contract and the backends)."""
+    `anderson_mpi.engines.chains.simulate_block` for the contract and the backends)."""
     if backend not in ("auto", "numba", "numpy"):
         raise ValueError(f"backend: must be 'auto', 'numba' or 'numpy', got {backend!r}")
-    jit = None if backend == "numpy" else _jit_kernels()
+    jit = None if backend == "numpy" else jit_kernels()
     if backend == "numba" and jit is None:
         raise ValueError("backend: 'numba' requested but numba cannot be imported")
     rngs = [np.random.default_rng(seq) for seq in seed_sequences]
@@ -272,7 +272,7 @@ def simulate_lattice_block(setup, seed_sequences, backend="auto"):
 
 def lattice_mode_matrices(G, shape, tol=EIGENVALUE_TOL):
     """``Phi (..., Nx, N_perp, M)`` of lattice correlation matrices (``M = N_sites``), signature
-    all +1: `anderson_mpi.chains.mode_matrices_from_G` with the slices split out."""
+    all +1: `anderson_mpi.engines.chains.mode_matrices_from_G` with the slices split out."""
     phi = mode_matrices_from_G(G, tol)[..., 0, :]
     Nx, Ny, Nz = shape
     return phi.reshape(phi.shape[:-2] + (Nx, Ny * Nz, phi.shape[-1]))

@@ -66,7 +66,7 @@ DEFAULT_DT_DEPHASING = 0.1
 EIGENVALUE_TOL = 1e-9
 # Layers of random numbers drawn per call of a trajectory's generator (a fixed number, so that
 # the stream of a trajectory never depends on its block).
-_CHUNK_LAYERS = 64
+CHUNK_LAYERS = 64
 # Trajectories advanced together by the numpy kernels (larger blocks are split: same samples).
 _NUMPY_BATCH = 256
 # Quantile table of the tilt: Theta tabulated on a uniform grid of v = sqrt(-log(1 - u)), in which
@@ -170,7 +170,7 @@ class TiltLaw:
 _MODEL_KEYS = {"qssep": ("D",), "dephasing": ("gamma", "hopping")}
 
 
-def _number(name, value, *, lower=None, strict=False, upper=None):
+def check_number(name, value, *, lower=None, strict=False, upper=None):
     if isinstance(value, bool) or not isinstance(value, (Real, np.integer, np.floating)):
         raise ValueError(f"{name}: must be a number, got {value!r}")
     value = float(value)
@@ -183,13 +183,13 @@ def _number(name, value, *, lower=None, strict=False, upper=None):
     return value
 
 
-def _pair(name, value):
+def check_pair(name, value):
     if isinstance(value, (list, tuple, np.ndarray)):
         values = list(value)
         if len(values) != 2:
             raise ValueError(f"{name}: one number or two (left, right), got {len(values)} values")
-        return tuple(_number(name, v, lower=0.0, strict=True) for v in values)
-    rate = _number(name, value, lower=0.0, strict=True)
+        return tuple(check_number(name, v, lower=0.0, strict=True) for v in values)
+    rate = check_number(name, value, lower=0.0, strict=True)
     return rate, rate
 
 
@@ -199,7 +199,7 @@ def _single_hopping(value):
         if len(values) != 1:
             raise ValueError(f"hopping: the chain has one hopping t, got {len(values)} values")
         value = values[0]
-    return _number("hopping", value, lower=0.0, strict=True)
+    return check_number("hopping", value, lower=0.0, strict=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -272,13 +272,13 @@ class ChainSetup:
         if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 2:
             raise ValueError(f"N: must be an integer >= 2, got {N!r}")
         N = int(N)
-        n_left = _number("n_left", n_left, lower=0.0, upper=1.0)
-        n_right = _number("n_right", n_right, lower=0.0, upper=1.0)
+        n_left = check_number("n_left", n_left, lower=0.0, upper=1.0)
+        n_right = check_number("n_right", n_right, lower=0.0, upper=1.0)
         if model == "qssep":
-            D = _number("D", 1.0 if D is None else D, lower=0.0, strict=True)
+            D = check_number("D", 1.0 if D is None else D, lower=0.0, strict=True)
             d_eff = D
         else:
-            gamma = _number("gamma", 1.0 if gamma is None else gamma, lower=0.0)
+            gamma = check_number("gamma", 1.0 if gamma is None else gamma, lower=0.0)
             hopping = _single_hopping(1.0 if hopping is None else hopping)
             d_eff = 2 * hopping**2 / gamma if gamma > 0 else math.inf
         if boundary_rate is None:
@@ -286,7 +286,7 @@ class ChainSetup:
                 raise ValueError("boundary_rate: no default at gamma = 0 (D_eff = 2 t^2 / gamma "
                                  "is infinite); give boundary_rate")
             boundary_rate = 2 * d_eff
-        rate_left, rate_right = _pair("boundary_rate", boundary_rate)
+        rate_left, rate_right = check_pair("boundary_rate", boundary_rate)
         if dt is None:
             if model == "qssep":
                 dt = DEFAULT_DT_QSSEP / D
@@ -295,14 +295,14 @@ class ChainSetup:
                 if not math.isfinite(scale):
                     raise ValueError("dt: no default at gamma = 0; give dt")
                 dt = DEFAULT_DT_DEPHASING / scale
-        dt = _number("dt", dt, lower=0.0, strict=True)
+        dt = check_number("dt", dt, lower=0.0, strict=True)
         if relax_time is None:
             if not math.isfinite(d_eff):
                 raise ValueError("relax_time: no default at gamma = 0 (D_eff = 2 t^2 / gamma is "
                                  "infinite); give relax_time")
             L = N - 1 + d_eff / rate_left + d_eff / rate_right
             relax_time = 5 * L**2 / (math.pi**2 * d_eff)
-        relax_time = _number("relax_time", relax_time, lower=0.0)
+        relax_time = check_number("relax_time", relax_time, lower=0.0)
         n_steps = int(math.ceil(relax_time / dt - 1e-9))
         if math.isfinite(d_eff):
             a, b = d_eff / rate_left, d_eff / rate_right
@@ -387,8 +387,8 @@ class _Schedule:
 
 
 def _qssep_draws(rngs, width):
-    """One chunk of a QSSEP block's numbers: exponentials and uniforms (m, _CHUNK_LAYERS, width)."""
-    shape = (_CHUNK_LAYERS, width)
+    """One chunk of a QSSEP block's numbers: exponentials and uniforms (m, CHUNK_LAYERS, width)."""
+    shape = (CHUNK_LAYERS, width)
     return (np.stack([rng.standard_exponential(shape) for rng in rngs]),
             np.stack([rng.random(shape) for rng in rngs]))
 
@@ -488,8 +488,8 @@ def _run_chunk_numpy(setup, G, schedule, draws, odd_end):
             G[chosen] = part
 
 
-def _jit_kernels():
-    """The compiled kernels (`anderson_mpi._chain_jit`), or None without numba."""
+def jit_kernels():
+    """The compiled kernels (`anderson_mpi.engines._chain_jit`), or None without numba."""
     try:
         from . import _chain_jit
     except ImportError:
@@ -533,7 +533,7 @@ def simulate_block(setup, seed_sequences, backend="auto"):
     """
     if backend not in ("auto", "numba", "numpy"):
         raise ValueError(f"backend: must be 'auto', 'numba' or 'numpy', got {backend!r}")
-    jit = None if backend == "numpy" else _jit_kernels()
+    jit = None if backend == "numpy" else jit_kernels()
     if backend == "numba" and jit is None:
         raise ValueError("backend: 'numba' requested but numba cannot be imported")
     seed_sequences = list(seed_sequences)
@@ -551,8 +551,8 @@ def simulate_block(setup, seed_sequences, backend="auto"):
     # the end phase of every trajectory (QSSEP): the first number of its stream
     odd_end = np.array([rng.random() < 0.5 for rng in rngs]) if qssep else np.zeros(m, bool)
     schedule = _Schedule.build(setup.model, setup.n_steps)
-    for start in range(0, len(schedule), _CHUNK_LAYERS):
-        chunk = schedule.chunk(start, start + _CHUNK_LAYERS)
+    for start in range(0, len(schedule), CHUNK_LAYERS):
+        chunk = schedule.chunk(start, start + CHUNK_LAYERS)
         draws = _qssep_draws(rngs, setup.n_bond_slots) if qssep else _dephasing_draws(rngs, chunk, N)
         if jit is not None:
             _run_chunk_numba(jit, setup, G, chunk, draws, odd_end)
