@@ -318,10 +318,11 @@ def cumulants(M, n_perp, orbit_size, cut_slices):
     out["map1"] = mk.sum(axis=2) / npp
     out["map2"] = nx * np.asarray(M["cut_pair"]) / npp**2
 
-    g, g_sq, n = float(np.real(M["g"])), float(np.real(M["g_sq"])), M.n
-    out["conductance"] = g
-    out["conductance_var"] = (g_sq - g * g) * n / (n - 1) if n > 1 else np.nan
-    out["fano"] = float(np.real(M["fano_num"])) / g if g != 0 else np.nan
+    if "g" in M:  # transport: samples with leads (the Anderson model)
+        g, g_sq, n = float(np.real(M["g"])), float(np.real(M["g_sq"])), M.n
+        out["conductance"] = g
+        out["conductance_var"] = (g_sq - g * g) * n / (n - 1) if n > 1 else np.nan
+        out["fano"] = float(np.real(M["fano_num"])) / g if g != 0 else np.nan
     return out
 
 
@@ -364,10 +365,11 @@ def m3_split(M, n_perp, orbit_size, m3):
 
 
 def rescale_power(geometry, Nx, order):
-    """Factor turning ``C_n`` into ``g_n``: ``N^(n-1)`` (cube) or ``Nx^-(n-1)`` (quasi-1d)."""
-    if geometry == "cube":
-        return float(Nx) ** (order - 1)
-    return float(Nx) ** (-(order - 1))
+    """Factor turning ``C_n`` into ``g_n``: ``N^(n-1)`` (cube, and the chain of the stochastic
+    models: QSSEP's eq. (4)) or ``Nx^-(n-1)`` (quasi-1d)."""
+    if geometry == "quasi1d":
+        return float(Nx) ** (-(order - 1))
+    return float(Nx) ** (order - 1)
 
 
 def run_estimates(data):

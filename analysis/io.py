@@ -66,8 +66,24 @@ class RunFields:
         return int(self.run["Nz"])
 
     @property
+    def model(self):
+        """"anderson", or a stochastic model ("qssep", "dephasing"; docs/theory.md §12)."""
+        return self.run.get("model", "anderson")
+
+    @property
     def W(self):
-        return float(self.run["W"])
+        """The disorder strength (None for the stochastic models)."""
+        return None if self.run.get("W") is None else float(self.run["W"])
+
+    @property
+    def parameter(self):
+        """``(name, value)`` that tells a run's group apart: W, QSSEP's D or the dephasing gamma."""
+        name = {"anderson": "W", "qssep": "D", "dephasing": "gamma"}[self.model]
+        return name, float(self.run[name])
+
+    @property
+    def has_leads(self):
+        return self.model == "anderson"
 
 
 @dataclass
@@ -111,9 +127,11 @@ class RunData(RunFields):
 
     @property
     def label(self):
-        if self.geometry == "cube":
-            return f"cube N={self.Nx} W={self.W:g}"
-        return f"quasi1d Nx={self.Nx} Ny={self.Ny} Nz={self.Nz} W={self.W:g}"
+        name, value = self.parameter
+        prefix = "" if self.model == "anderson" else f"{self.model} "
+        if self.geometry in ("cube", "chain"):
+            return f"{prefix}{self.geometry} N={self.Nx} {name}={value:g}"
+        return f"{prefix}quasi1d Nx={self.Nx} Ny={self.Ny} Nz={self.Nz} {name}={value:g}"
 
     def status(self):
         """One line: blocks done, samples, totals."""
@@ -159,7 +177,8 @@ def open_run(path):
             totals_valid=bool(f["totals/valid"][()] == 1),
             job_toml=str(f.attrs.get("job_toml", "")),
             pair_slices=np.asarray(layout["pair_slices"][...], np.int64).reshape(-1, 2),
-            n_open=tuple(int(n) for n in layout["n_open"][...]), _file=f)
+            n_open=(tuple(int(n) for n in layout["n_open"][...]) if "n_open" in layout else ()),
+            _file=f)
         data.blocks = {name: DoneBlocks(blocks[name], done) for name in fields}
     except schema.SchemaError as err:
         f.close()

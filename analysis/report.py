@@ -27,7 +27,8 @@ __all__ = ["RunResult", "Group", "Analysis", "analyze", "resolve_window", "forma
 
 # QSSEP's size scaling of m_n = sum C_n: ~N in the cube; ~Nx^(2n-1) in quasi-1d (g_n = C_n Nx^(n-1)
 # summed over Nx^n points). For m3 QSSEP's O(N) coefficient vanishes (int g3^Q = 0, docs/theory.md §8).
-QSSEP_EXPONENTS = {"cube": {"m2": 1.0, "m3": 1.0}, "quasi1d": {"m2": 3.0, "m3": 5.0}}
+QSSEP_EXPONENTS = {"cube": {"m2": 1.0, "m3": 1.0}, "quasi1d": {"m2": 3.0, "m3": 5.0},
+                   "chain": {"m2": 1.0, "m3": 1.0}}
 M3_PARTS = ("m3_distinct", "m3_coinciding")
 
 
@@ -80,15 +81,17 @@ class RunResult(RunFields):
 
     @property
     def size_label(self):
-        return f"N = {self.Nx}" if self.geometry == "cube" else f"Nx = {self.Nx}"
+        return f"N = {self.Nx}" if self.geometry in ("cube", "chain") else f"Nx = {self.Nx}"
 
 
 @dataclass
 class Group:
-    """Runs of one geometry (and transverse size for quasi-1d) and one W, sorted by Nx."""
+    """Runs of one model, geometry (and transverse size for quasi-1d) and one W (the stochastic
+    models: one D or gamma), sorted by Nx."""
 
+    model: str
     geometry: str
-    W: float
+    parameter: tuple  # (name, value): ("W", 6.0), ("D", 1.0), ("gamma", 4.0)
     Ny: int | None
     Nz: int | None
     runs: list
@@ -110,10 +113,21 @@ class Group:
         return self.fits["dn2_extrapolated"]
 
     @property
+    def W(self):
+        """The disorder strength of an Anderson group (None for the stochastic models)."""
+        return self.parameter[1] if self.model == "anderson" else None
+
+    @property
+    def has_leads(self):
+        return self.model == "anderson"
+
+    @property
     def label(self):
-        if self.geometry == "cube":
-            return f"cube W={self.W:g}"
-        return f"quasi1d Ny={self.Ny} Nz={self.Nz} W={self.W:g}"
+        name, value = self.parameter
+        prefix = "" if self.model == "anderson" else f"{self.model} "
+        if self.geometry in ("cube", "chain"):
+            return f"{prefix}{self.geometry} {name}={value:g}"
+        return f"{prefix}quasi1d Ny={self.Ny} Nz={self.Nz} {name}={value:g}"
 
 
 @dataclass
@@ -126,8 +140,8 @@ class Analysis:
     window_source: str = "defaults"
     summary: dict = None
 
-    def groups_of(self, geometry):
-        return [g for g in self.groups if g.geometry == geometry]
+    def groups_of(self, geometry, model="anderson"):
+        return [g for g in self.groups if g.geometry == geometry and g.model == model]
 
 
 def _num(v):
@@ -190,19 +204,22 @@ def _analyze_run(data, window):
                      n_blocks=data.n_blocks, complete=data.complete, x=data.x,
                      cut_slices=data.cut_slices, cut_fractions=data.cut_fractions, est=est,
                      value=est.value, error=est.error, window=window, fits=run_fits,
-                     n_open=int(data.n_open[0]),
+                     n_open=int(data.n_open[0]) if data.n_open else 0,
                      n_open_both=tuple(data.n_open), pair_slices=data.pair_slices)
 
 
 def _group_key(r):
-    transverse = (None, None) if r.geometry == "cube" else (r.Ny, r.Nz)
-    return (r.geometry, r.W) + transverse + (tuple(r.run.get("hopping", ())), r.run.get("e_plus"),
-                                             r.run.get("e_minus"))
+    transverse = (0, 0) if r.geometry in ("cube", "chain") else (r.Ny, r.Nz)
+    rest = tuple(json.dumps(r.run.get(k), sort_keys=True) for k in (
+        "hopping", "e_plus", "e_minus", "n_left", "n_right", "boundary_rate", "dt"))
+    return (r.model, r.geometry, r.parameter) + transverse + rest
 
 
 def _make_group(key, runs, window):
     runs.sort(key=lambda r: (r.Nx, str(r.path)))
-    grp = Group(geometry=key[0], W=key[1], Ny=key[2], Nz=key[3], runs=runs)
+    transverse = (None, None) if key[1] in ("cube", "chain") else (key[3], key[4])
+    grp = Group(model=key[0], geometry=key[1], parameter=key[2], Ny=transverse[0], Nz=transverse[1],
+                runs=runs)
     sizes = sorted(set(grp.sizes))
     if len(sizes) != len(runs):
         grp.notes.append(f"{grp.label}: several runs share a size; all enter the joint fits")
@@ -230,10 +247,11 @@ def _make_group(key, runs, window):
     if no_line:
         grp.notes.append(f"{grp.label}: no cut within max(0.1, 1/N) of z = 0.23 at "
                          f"{', '.join(no_line)}: no single-line dn^(3) (the paper's procedure)")
-    grp.ohm = transport.jk_fit_ohm(grp.geometry, [(r.Nx, r.n_perp, r.n_open, r.est["conductance"])
-                                                  for r in runs])
-    if len(sizes) < 2:
-        grp.notes.append(f"{grp.label}: one size: conductivity from g / N (no contact term)")
+    if grp.has_leads:
+        grp.ohm = transport.jk_fit_ohm(grp.geometry, [(r.Nx, r.n_perp, r.n_open, r.est["conductance"])
+                                                      for r in runs])
+        if len(sizes) < 2:
+            grp.notes.append(f"{grp.label}: one size: conductivity from g / N (no contact term)")
     return grp
 
 
@@ -242,8 +260,7 @@ def _make_groups(results, notes, window):
     for r in results:
         by_key.setdefault(_group_key(r), []).append(r)
     groups = []
-    for key, runs in sorted(by_key.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or 0,
-                                                              kv[0][3] or 0)):
+    for key, runs in sorted(by_key.items(), key=lambda kv: kv[0]):
         grp = _make_group(key, runs, window)
         notes.extend(grp.notes)
         groups.append(grp)
@@ -292,13 +309,14 @@ def _range(values):
 def run_summary(r):
     """The summary.json object of one run."""
     f = r.fits
-    out = {"file": r.path.name, "geometry": r.geometry}
-    if r.geometry == "cube":
+    out = {"file": r.path.name, "model": r.model, "geometry": r.geometry}
+    if r.geometry in ("cube", "chain"):
         out["N"] = r.Nx
-    out.update({"Nx": r.Nx, "Ny": r.Ny, "Nz": r.Nz, "W": r.W, "samples": r.samples,
+    out.update({"Nx": r.Nx, "Ny": r.Ny, "Nz": r.Nz, "W": r.W, r.parameter[0]: r.parameter[1],
+                "samples": r.samples,
                 "samples_planned": r.samples_planned, "blocks": r.blocks_done,
                 "complete": r.complete, "window": r.window.as_dict(),
-                "hopping": list(r.run.get("hopping", ())), "n_open": list(r.n_open_both)})
+                "hopping": list(r.run.get("hopping") or ()), "n_open": list(r.n_open_both)})
     # headline fits (OLS over the window) with their secondary inverse-variance values
     out.update(_pair(f["dn1"], "dn1"))
     out.update(_pair(f["dn1"], "intercept"))
@@ -359,8 +377,8 @@ def run_summary(r):
 
 
 def _group_id(g):
-    out = {"geometry": g.geometry, "W": g.W}
-    if g.geometry != "cube":
+    out = {"model": g.model, "geometry": g.geometry, "W": g.W, g.parameter[0]: g.parameter[1]}
+    if g.geometry == "quasi1d":
         out.update({"Ny": g.Ny, "Nz": g.Nz})
     out["sizes"] = g.sizes
     return out
@@ -421,6 +439,8 @@ def group_summary(g):
             if name in QSSEP_EXPONENTS[g.geometry]:
                 expo[f"{name}_qssep_exponent"] = QSSEP_EXPONENTS[g.geometry][name]
 
+    if not g.has_leads:
+        return ext, series, expo, None
     tr = _group_id(g)
     tr["conductance"] = [_num(r.value["conductance"]) for r in g.runs]
     tr["conductance_err"] = [_num(r.error["conductance"]) for r in g.runs]
@@ -440,7 +460,8 @@ def build_summary(an):
         e, s, m, t = group_summary(g)
         ext.append(e)
         series.append(s)
-        trans.append(t)
+        if t is not None:
+            trans.append(t)
         if m is not None:
             expo.append(m)
         big = g.largest
@@ -453,13 +474,15 @@ def build_summary(an):
                   "dn3_inf": s["dn3_inf"], "dn3_inf_err": s["dn3_inf_err"]})
         per_order.append(d)
     w = an.window
-    per_size = ("geometry", "Nx", "Ny", "Nz", "W")
+    per_size = ("model", "geometry", "Nx", "Ny", "Nz", "W")
     return {
         "results_dir": str(an.directory),
         "window": dict(w.as_dict(), source=an.window_source),
         "conventions": {
             "x": "(ix + 1/2) / Nx",
-            "g_n": "cube: N^(n-1) C_n; quasi1d: Nx^-(n-1) C_n",
+            "g_n": "cube and chain: N^(n-1) C_n; quasi1d: Nx^-(n-1) C_n",
+            "model": "anderson (static disorder, W) or a simulated stochastic model: qssep (bulk "
+                     "rate D), dephasing (rate gamma); docs/theory.md §12",
             "values": "jackknife bias-corrected over the seed blocks; *_err = jackknife errors",
             "headline": "ordinary least squares: every point of the window counted once "
                         "(docs/theory.md §10); *_wls: the same fit with inverse squared jackknife "
@@ -573,12 +596,25 @@ def _pm(v, e, digits=4):
     return f"{v:.{digits}g}±{e:.2g}"
 
 
+def _param(e):
+    """"W=6", "D=1" or "gamma=4": what tells runs of one model and geometry apart."""
+    name = {"anderson": "W", "qssep": "D", "dephasing": "gamma"}[e.get("model", "anderson")]
+    return f"{name}={e[name]:g}"
+
+
 def _where(e):
-    return f"{e['geometry']} W={e['W']:g}" + (f" Ny={e['Ny']} Nz={e['Nz']}" if "Ny" in e else "")
+    model = "" if e.get("model", "anderson") == "anderson" else f"{e['model']} "
+    return (f"{model}{e['geometry']} {_param(e)}" + (f" Ny={e['Ny']} Nz={e['Nz']}" if "Ny" in e else ""))
 
 
 def _size(s):
-    return f"N={s['N']}" if s["geometry"] == "cube" else f"{s['Nx']}x{s['Ny']}x{s['Nz']}"
+    return f"N={s['N']}" if s["geometry"] in ("cube", "chain") else f"{s['Nx']}x{s['Ny']}x{s['Nz']}"
+
+
+def _who(s):
+    """One run in a line of the table: model (unless Anderson), geometry, size, parameter."""
+    model = "" if s.get("model", "anderson") == "anderson" else f"{s['model']} "
+    return f"{model}{s['geometry']} {_size(s)} {_param(s)}"
 
 
 def format_table(summary):
@@ -587,18 +623,18 @@ def format_table(summary):
     lines = [f"Headline fits: OLS (every point once), window K = {w['drop_slices']}, "
              f"D = {w['drop_diagonal']} ({w['source']}); jackknife errors; "
              "rel.res = ||g - fit|| / ||g||"]
-    cols = [("geometry", 8), ("size", 12), ("W", 5), ("samples", 7), ("dn1", 15), ("rel.res", 7),
+    cols = [("run", 30), ("samples", 7), ("dn1", 15), ("rel.res", 7),
             ("dn2", 15), ("rel.res", 7), ("dn3", 15), ("rel.res", 7), ("dn3 line", 15),
             ("m2", 15), ("m3", 16), ("<g>", 14), ("Fano", 15)]
     lines.append("  ".join(f"{name:<{wd}}" for name, wd in cols))
     for s in summary["runs"]:
-        vals = [s["geometry"], _size(s), f"{s['W']:g}", str(s["samples"]),
+        vals = [_who(s), str(s["samples"]),
                 _pm(s["dn1"], s["dn1_err"]), _pm(s["dn1_rel_residual"], None, 2),
                 _pm(s["dn2"], s["dn2_err"]), _pm(s["dn2_rel_residual"], None, 2),
                 _pm(s["dn3"], s["dn3_err"]), _pm(s["dn3_rel_residual"], None, 2),
                 _pm(s["dn3_line"], s["dn3_line_err"]),
                 _pm(s["m2"], s["m2_err"]), _pm(s["m3"], s["m3_err"], 3),
-                _pm(s["conductance"], s["conductance_err"]), _pm(s["fano"], s["fano_err"])]
+                _pm(s.get("conductance"), s.get("conductance_err")), _pm(s.get("fano"), s.get("fano_err"))]
         lines.append("  ".join(f"{v:<{wd}}" for v, (_, wd) in zip(vals, cols)))
 
     lines.append("")
@@ -617,7 +653,7 @@ def format_table(summary):
                 omitted.setdefault(reason, []).append(
                     f"{name} {_size(s)}" + (f" ({note.split(': ', 1)[-1].split(' (')[0]})"
                                             if reason != note else ""))
-        lines.append(f"  {s['geometry']:<8} {_size(s):<12} W={s['W']:<5g} "
+        lines.append(f"  {_who(s):<30} "
                      f"dn1_wls={_pm(s['dn1_wls'], s['dn1_wls_err'])}  "
                      f"dn2_wls={_pm(s['dn2_wls'], s['dn2_wls_err'])}  "
                      f"dn3_wls={_pm(s['dn3_wls'], s['dn3_wls_err'])}  chi2: " + ", ".join(chis))
@@ -634,7 +670,7 @@ def format_table(summary):
             ds = sorted(d for kk, d in grid if kk == k)
             dn2 = " / ".join(_pm(grid[k, d]["dn2"], grid[k, d]["dn2_err"]) for d in ds)
             dn3 = " / ".join(_pm(grid[k, d]["dn3"], grid[k, d]["dn3_err"]) for d in ds)
-            lines.append(f"  {s['geometry']:<8} {_size(s):<12} W={s['W']:<5g} K={k}: "
+            lines.append(f"  {_who(s):<30} K={k}: "
                          f"dn1 {_pm(grid[k, ds[0]]['dn1'], grid[k, ds[0]]['dn1_err'])}   "
                          f"dn2 (D={'/'.join(map(str, ds))}) {dn2}   dn3 {dn3}")
 
@@ -681,7 +717,7 @@ def format_table(summary):
         lines.append("m3 split by coinciding slice indices (QSSEP: the distinct part has no O(N) term):")
         for s in summary["runs"]:
             if "m3_distinct" in s:
-                lines.append(f"  {s['geometry']:<8} {_size(s):<12} W={s['W']:<5g} "
+                lines.append(f"  {_who(s):<30} "
                              f"m3={_pm(s['m3'], s['m3_err'], 3)}  "
                              f"distinct={_pm(s['m3_distinct'], s['m3_distinct_err'], 3)}  "
                              f"coinciding={_pm(s['m3_coinciding'], s['m3_coinciding_err'], 3)}")
@@ -693,7 +729,7 @@ def format_table(summary):
             if "dn4" in s:
                 pairs = ", ".join(f"({c:.2f}, {d:.2f}) crossing {_pm(v, e, 2)}" for (c, d), v, e in
                                   zip(s["pair_x"], s["c4_cross_ratio"], s["c4_cross_ratio_err"]))
-                lines.append(f"  {s['geometry']:<8} {_size(s):<12} W={s['W']:<5g} "
+                lines.append(f"  {_who(s):<30} "
                              f"dn4={_pm(s['dn4'], s['dn4_err'], 3)} rel.res={_pm(s['dn4_rel_residual'], None, 2)}"
                              f"  pairs z = {pairs}")
     if f["transport"]:

@@ -193,7 +193,7 @@ def cmd_run(args):
     install_stop_handlers(comm, on_stop=locks.release if locks else None)
     problem = None
     for run in runs:
-        if run.solver == "petsc" and comm.size % run.petsc_group_size:
+        if run.engine == "petsc" and comm.size % run.petsc_group_size:
             problem = (f"petsc_group_size: {run.petsc_group_size} does not divide the number of "
                        f"ranks ({comm.size})")
     # before anything of a run's size is allocated: the same decision on every rank
@@ -230,7 +230,7 @@ def utilization_report(runs, ranks, target=0.9):
     one array task per W, each a pool of that W's runs on its own ranks.
     """
     from .run.scheduler import suggest_block_size, utilization_of_plan
-    group = runs[0].petsc_group_size if runs[0].solver == "petsc" else 1
+    group = runs[0].petsc_group_size if runs[0].engine == "petsc" else 1
     pools = {"whole job": runs}
     by_w = {}
     for run in runs:
@@ -377,11 +377,20 @@ def cmd_info(args):
         return 0
     run = summary["run"]
     print(f"{summary['path']}")
-    print(f"  run        {run['geometry']} Nx={run['Nx']} Ny={run['Ny']} Nz={run['Nz']} W={run['W']:g} "
-          f"hopping={tuple(run['hopping'])} E+={run['e_plus']:g} E-={run['e_minus']:g} cuts={tuple(run['cuts'])}")
-    n_plus, n_minus = summary["n_open"]
-    print(f"  channels   open at E+: {n_plus}, at E-: {n_minus} of N_perp = {run['Ny'] * run['Nz']}"
-          + ("" if n_plus == n_minus == run["Ny"] * run["Nz"] else " (the others evanescent)"))
+    if summary["model"] == "anderson":
+        print(f"  run        {run['geometry']} Nx={run['Nx']} Ny={run['Ny']} Nz={run['Nz']} W={run['W']:g} "
+              f"hopping={tuple(run['hopping'])} E+={run['e_plus']:g} E-={run['e_minus']:g} "
+              f"cuts={tuple(run['cuts'])}")
+        n_plus, n_minus = summary["n_open"]
+        print(f"  channels   open at E+: {n_plus}, at E-: {n_minus} of N_perp = {run['Ny'] * run['Nz']}"
+              + ("" if n_plus == n_minus == run["Ny"] * run["Nz"] else " (the others evanescent)"))
+    else:
+        rates = (f"D={run['D']:g}" if run["model"] == "qssep"
+                 else f"gamma={run['gamma']:g} hopping={tuple(run['hopping'])}")
+        print(f"  run        {run['model']} {run['geometry']} Nx={run['Nx']} Ny={run['Ny']} Nz={run['Nz']} "
+              f"{rates} n_left={run['n_left']:g} n_right={run['n_right']:g} "
+              f"boundary_rate={run['boundary_rate']} dt={run['dt']:g} relax_time={run['relax_time']:g} "
+              f"cuts={tuple(run['cuts'])}")
     print(f"  progress   blocks {summary['blocks_done']}/{summary['n_blocks']}, samples "
           f"{summary['samples_done']}/{summary['samples']}, complete={summary['complete']}")
     if summary["samples_done"]:
@@ -390,10 +399,12 @@ def cmd_info(args):
     print(f"  version    code {summary['code_version']}, schema {summary['schema_version']}, "
           f"created {summary['created']}")
     if summary["samples_done"]:
-        print(f"  <g>        {summary['conductance_mean']:.6g}  (var {summary['conductance_var']:.4g}), "
-              f"Fano {summary['fano']:.4f}")
+        if "conductance_mean" in summary:
+            print(f"  <g>        {summary['conductance_mean']:.6g}  (var {summary['conductance_var']:.4g}), "
+                  f"Fano {summary['fano']:.4f}")
         print(f"  g1 fit     slope {summary['g1_slope']:.4f}, intercept {summary['g1_intercept']:.4f}")
-        print(f"  unitarity  worst {summary['unitarity_max']:.2e}")
+        if summary["model"] == "anderson":
+            print(f"  unitarity  worst {summary['unitarity_max']:.2e}")
     return 0
 
 

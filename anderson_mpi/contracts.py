@@ -44,7 +44,10 @@ class Cost:
         pair), which run slower than one large product.
     lu : float
         Complex multiply-add equivalents of LU factorizations and inversions (zgetrf + zgetri of
-        an n x n matrix: n^3), slower than products.
+        an n x n matrix: n^3) and eigendecompositions, slower than products.
+    kernel : float
+        Complex multiply-adds in elementwise kernels (the stochastic models' 2 x 2 rotations of
+        rows and columns): compiled with numba, or vectorized numpy.
     calls : float
         Python-level steps (a BLAS call, an FFT, an array operation on a slice): the fixed
         overhead that dominates at small sizes.
@@ -55,6 +58,7 @@ class Cost:
     gemm: float = 0.0
     batched: float = 0.0
     lu: float = 0.0
+    kernel: float = 0.0
     calls: float = 0.0
     memory: float = 0.0
 

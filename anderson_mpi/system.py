@@ -513,10 +513,11 @@ class ModeMatrices:
         is open).
     signature : ndarray (n_open(E+) + n_open(E-),)
         +1 for the right incomers, -1 for the left incomers (`ScatteringSetup.signature`).
-    transmission_right, reflection_right : ndarray (n_open(E+), n_open(E+))
-        Scattering amplitudes of the right incomers at E+.
+    transmission_right, reflection_right : ndarray (n_open(E+), n_open(E+)) or None
+        Scattering amplitudes of the right incomers at E+ (None for a sample without leads:
+        the stochastic models' correlation matrices).
     unitarity_error : float
-        Worst ``max|t^+ t + r^+ r - 1|`` of the two leads.
+        Worst ``max|t^+ t + r^+ r - 1|`` of the two leads (0 without leads).
     """
 
     phi: np.ndarray

@@ -134,7 +134,7 @@ def write_synthetic_file(path, planted, sums, n_per_block, done=None, valid=True
                     "synthetic")[0]
     run_json = json.loads(run.to_json())
     run_json["geometry"] = "cube"  # the estimators only read geometry, sizes and W
-    attrs = {"code_version": "test", "job_toml": job_toml, "run": json.dumps(run_json),
+    attrs = {"code_version": "test", "model": "anderson", "job_toml": job_toml, "run": json.dumps(run_json),
              "physics": json.dumps(run.physics()), "created": "test", "n_blocks": n_blocks,
              "block_size": run.block_size, "samples": run.samples}
     with h5py.File(path, "w") as f:

@@ -483,18 +483,18 @@ def test_mode_matrices_reconstruct_G():
 
 
 def test_mode_matrices_feed_the_observables():
-    """Through `anderson_mpi.moments` with N_perp = 1 and S = I: Tr G_aa and Tr(G_ab G_ba)."""
-    from anderson_mpi.moments import make_layout, sample_observables
-    from anderson_mpi.system import ModeMatrices
+    """The registry's engine (`anderson_mpi.make_engine`) through the observables with N_perp = 1
+    and S = I: Tr G_aa, Tr(G_ab G_ba), Tr G^3 of the trajectory's G; no transport fields."""
+    import anderson_mpi as am
+    from anderson_mpi.observables import make_layout, sample_observables
 
     N = 6
     setup = ChainSetup.build("dephasing", N, relax_time=10.0)
     G = simulate_block(setup, _seeds(11, 1))[0]
-    phi = mode_matrices_from_G(G)
-    modes = ModeMatrices(phi=phi, signature=chains.chain_signature(N),
-                         transmission_right=np.zeros((0, 0)), reflection_right=np.zeros((0, 0)),
-                         unitarity_error=0.0)
-    obs = sample_observables(modes, make_layout(N, 1, 1, (1.0, 0.0, 0.0), cuts=[0.5]))
+    modes = am.make_engine("dephasing", setup).solve_block(_seeds(11, 1))[0]
+    assert np.array_equal(modes.signature, np.ones(N)) and modes.transmission_right is None
+    obs = sample_observables(modes, make_layout(N, 1, 1, (1.0, 0.0, 0.0), cuts=[0.5], transport=False))
+    assert "g" not in obs and "fano_num" not in obs
     np.testing.assert_allclose(obs["tr_g"], np.diag(G).real, atol=1e-12)
     np.testing.assert_allclose(obs["tr_gg"], (G * G.T).real, atol=1e-12)
     np.testing.assert_allclose(obs["tr_g3"], np.trace(G @ G @ G).real, atol=1e-12)

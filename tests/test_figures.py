@@ -109,7 +109,7 @@ def test_figures_summary_and_table_from_a_real_run(results, tmp_path):
                                "m3_exponent_err", "m3_sign"} <= set(expo[0])
     # the table: a header and one line per run
     lines = proc.stdout.splitlines()
-    header = [i for i, line in enumerate(lines) if line.startswith("geometry")]
+    header = [i for i, line in enumerate(lines) if line.startswith("run ")]
     assert header and all(lines[header[0] + k].startswith("cube") for k in (1, 2, 3))
     assert "extrapolated" in proc.stdout and str(work / "summary.json") in proc.stdout
     assert "Window sensitivity" in proc.stdout and "mean free path" in proc.stdout

@@ -9,7 +9,7 @@ of another version with one line.
 
 Layout (schema 3)::
 
-    /                         attrs: schema_version, code_version, job_toml, run (JSON),
+    /                         attrs: schema_version, code_version, model, job_toml, run (JSON),
                                      physics (JSON), created, n_blocks, block_size, samples
     /layout/x                 (Nx,)      f8  slice coordinates (ix + 1/2) / Nx
     /layout/orbit_index       (N_perp,)  i8  k orbit of each transverse mode
@@ -18,7 +18,7 @@ Layout (schema 3)::
     /layout/cut_fractions     (n_cut,)   f8  the job's cut fractions z
     /layout/pair_slices       (n_pair, 2) i8 slices (c, d) of each fourth-order cut pair
     /layout/pair_fractions    (n_pair, 2) f8 the job's cut-pair fractions
-    /layout/n_open            (2,)       i8  open channels at E+ and E-
+    /layout/n_open            (2,)       i8  open channels at E+ and E- (Anderson model only)
     /blocks/<field>           (n_blocks, ...)  per-block sums of each per-sample observable
     /blocks/n_samples         (n_blocks,) i8  samples in the block
     /blocks/unitarity_max     (n_blocks,) f8  worst unitarity error in the block
@@ -56,7 +56,9 @@ F8, I8, I4, I1 = np.float64, np.int64, np.int32, np.int8
 
 LAYOUT, BLOCKS, TOTALS = "layout", "blocks", "totals"
 LAYOUT_NAMES = ("x", "orbit_index", "orbit_size", "cut_slices", "cut_fractions", "pair_slices",
-                "pair_fractions", "n_open")
+                "pair_fractions")
+# datasets only the Anderson model's samples have (leads): the others' files lack them
+LEAD_LAYOUT_NAMES = ("n_open",)
 
 
 def block_records():
@@ -73,8 +75,8 @@ def block_records():
 
 
 def layout_datasets(run, layout, n_open):
-    """Name -> array of the ``/layout`` group of a run."""
-    return {
+    """Name -> array of the ``/layout`` group of a run (``n_open`` None: a model without leads)."""
+    out = {
         "x": (np.arange(layout.Nx) + 0.5) / layout.Nx,
         "orbit_index": np.asarray(layout.orbit_index, I8),
         "orbit_size": np.asarray(layout.orbit_size, I8),
@@ -82,8 +84,10 @@ def layout_datasets(run, layout, n_open):
         "cut_fractions": np.asarray(run.cuts, F8),
         "pair_slices": np.asarray(layout.pair_slices, I8).reshape(-1, 2),
         "pair_fractions": np.asarray(run.cuts4, F8).reshape(-1, 2),
-        "n_open": np.asarray(n_open, I8),
     }
+    if n_open is not None:
+        out["n_open"] = np.asarray(n_open, I8)
+    return out
 
 
 def counted_blocks(done, n_samples):
@@ -135,8 +139,8 @@ def create_datasets(f, attrs, layout_arrays, layout, n_blocks):
 
 def check_version(f, path):
     """Raise `SchemaError` (one line naming ``path``) unless ``f`` is a result file of this version."""
-    if "schema_version" not in f.attrs or "run" not in f.attrs:
-        raise SchemaError(f"{path}: not an anderson_mpi result file (no schema_version/run attribute)")
+    if "schema_version" not in f.attrs or "run" not in f.attrs or "model" not in f.attrs:
+        raise SchemaError(f"{path}: not an anderson_mpi result file (no schema_version/model/run attribute)")
     version = int(f.attrs["schema_version"])
     if version != SCHEMA_VERSION:
         raise SchemaError(f"{path}: result file of schema version {version}; this code reads "
@@ -166,8 +170,10 @@ def open_result(path):
 def layout_of_file(f, path="result file"):
     """The run's `anderson_mpi.observables.Layout`, read back from an open result file."""
     run = json.loads(f.attrs["run"])
+    model = str(f.attrs["model"])
     group = f[LAYOUT]
-    missing = [name for name in LAYOUT_NAMES if name not in group]
+    needed = LAYOUT_NAMES + (LEAD_LAYOUT_NAMES if model == "anderson" else ())
+    missing = [name for name in needed if name not in group]
     if missing:
         raise SchemaError(f"{path}: /{LAYOUT}/{missing[0]} missing")
     x = group["x"]
@@ -176,7 +182,8 @@ def layout_of_file(f, path="result file"):
                   orbit_size=np.asarray(group["orbit_size"][...], np.int64),
                   cut_slices=np.asarray(group["cut_slices"][...], np.int64).reshape(-1),
                   m3_split=bool(run.get("m3_split", False)),
-                  pair_slices=np.asarray(group["pair_slices"][...], np.int64).reshape(-1, 2))
+                  pair_slices=np.asarray(group["pair_slices"][...], np.int64).reshape(-1, 2),
+                  transport=model == "anderson")
 
 
 def fields_in_file(f, path):

@@ -113,9 +113,9 @@ class RunFile:
             schema.check_version(self.file, self.path)
             schema.fields_in_file(self.file, self.path)
         else:
-            if n_open is None:  # never guess: with evanescent channels it is not N_perp
+            if n_open is None and run.model == "anderson":  # never guess: evanescent channels
                 raise ValueError("RunFile: n_open (open channels at E+, E-) is needed to create a file")
-            self._create(run, layout, job_text, tuple(int(n) for n in n_open))
+            self._create(run, layout, job_text, None if n_open is None else tuple(int(n) for n in n_open))
         attempts = self.file["attempts"]
         self.attempt = int(attempts[()]) + 1
         comm.Barrier()  # every rank has read the count before rank 0 raises it
@@ -132,7 +132,7 @@ class RunFile:
     def _create(self, run, layout, job_text, n_open):
         partial = self.path + ".partial"
         attrs = {
-            "code_version": __version__, "job_toml": job_text, "run": run.to_json(),
+            "code_version": __version__, "model": run.model, "job_toml": job_text, "run": run.to_json(),
             "physics": json.dumps(run.physics(), sort_keys=True),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "n_blocks": run.n_blocks, "block_size": run.block_size, "samples": run.samples,
@@ -239,18 +239,20 @@ def read_summary(path):
             "run": run, "n_blocks": int(f.attrs["n_blocks"]), "blocks_done": int(len(counted)),
             "samples": int(f.attrs["samples"]), "samples_done": samples,
             "attempts": int(f["attempts"][()]),
-            "n_open": [int(v) for v in f["layout/n_open"][...]],
+            "model": str(f.attrs["model"]),
+            "n_open": [int(v) for v in f["layout/n_open"][...]] if "n_open" in f["layout"] else None,
             "complete": bool(len(counted) == int(f.attrs["n_blocks"]) and f["totals/valid"][()] == 1),
             "unitarity_max": float(blocks["unitarity_max"][...][counted].max()) if samples else None,
             "compute_seconds": float(seconds.sum()),
             "seconds_per_sample": float(seconds.sum() / samples) if samples else None,
         }
-        if samples:
+        if samples and "g" in blocks:  # transport: samples with leads (the Anderson model)
             g = blocks["g"][...][counted].sum()
             g_sq = blocks["g_sq"][...][counted].sum()
             summary["conductance_mean"] = g / samples
             summary["conductance_var"] = (g_sq / samples - (g / samples) ** 2) * samples / max(samples - 1, 1)
             summary["fano"] = float(blocks["fano_num"][...][counted].sum() / g)
+        if samples:
             # g1 slope: unweighted least squares of C1(x) = Tr G_aa / N_perp against x
             x = f["layout/x"][...]
             c1 = blocks["tr_g"][...][counted].sum(axis=0) / samples / (run["Ny"] * run["Nz"])

@@ -1,9 +1,12 @@
 """Job files (TOML) -> a validated run plan, before any MPI work.
 
-A job file is flat TOML; every key is optional except `geometry`, `sizes` and `W`:
+A job file is flat TOML; every key is optional except `geometry`, `sizes` and (Anderson) `W`.
+Keys of every model:
 
     name = "demo"                 # label (default: the file's stem)
-    geometry = "cube"             # "cube" (Nx = Ny = Nz = N) or "quasi1d" (Nx varies)
+    model = "anderson"            # "anderson" (static disorder), "qssep" or "dephasing" (simulated)
+    geometry = "cube"             # anderson: "cube" (Nx = Ny = Nz = N) or "quasi1d" (Nx varies);
+                                  # qssep: "chain"; dephasing: "chain" or "cube"
     sizes = [6, 8, 10]            # N (cube) or Nx (quasi1d)
     transverse = [8, 8]           # [Ny, Nz], quasi1d only
     W = [6.0]                     # disorder strengths, >= 0
@@ -22,6 +25,18 @@ A job file is flat TOML; every key is optional except `geometry`, `sizes` and `W
     unitarity_tol = 1e-8          # a sample whose unitarity error exceeds this stops the run
     memory_per_rank = "16G"       # optional: the memory a rank may use (default: detected)
     output = "results/demo"       # directory of the result files (relative to the cwd)
+
+Keys of the stochastic models (docs/theory.md §12), which refuse the Anderson-only keys (W,
+transverse, e_plus, e_minus, solver, petsc_group_size, unitarity_tol) and those of the other model:
+
+    D = 1.0                       # qssep: bulk rate
+    gamma = [0.5, 1.0, 4.0]       # dephasing: rates (one run per value and size)
+    hopping = [1.0]               # dephasing: t of the chain ([tx, ty, tz] in the cube)
+    n_left = 0.0                  # boundary densities in [0, 1]
+    n_right = 1.0
+    boundary_rate = 2.0           # alpha + beta at each end (or [left, right]); default 2 D_eff
+    dt = 0.1                      # time step; default from the scheme's bias table
+    relax_time = 500.0            # time from the exact mean profile to a sample; default 5 L^2/(pi^2 D_eff)
     [analysis]                    # optional: defaults of `python -m analysis` for these results
     drop_slices = 0               # slices left out at each lead in the fits
     drop_diagonal = 0             # g2/g3 points with two indices within this distance left out
@@ -40,7 +55,6 @@ try:  # Python >= 3.11
 except ModuleNotFoundError:  # pragma: no cover - Python 3.9/3.10: the same parser from PyPI
     import tomli as tomllib
 
-from ..engines import ENGINES
 from ..errors import PlanError
 
 __all__ = ["PlanError", "Run", "load_job", "make_plan", "run_key", "analysis_options"]
@@ -48,6 +62,7 @@ __all__ = ["PlanError", "Run", "load_job", "make_plan", "run_key", "analysis_opt
 
 DEFAULTS = {
     "name": None,
+    "model": "anderson",
     "geometry": None,
     "sizes": None,
     "transverse": None,
@@ -55,7 +70,7 @@ DEFAULTS = {
     "samples": 100,
     "block_size": 10,
     "seed": 20240601,
-    "hopping": [1.0, 0.4, 0.4],
+    "hopping": None,           # anderson: [1.0, 0.4, 0.4]; dephasing: [1.0] (chain), [1.0, 0.4, 0.4]
     "e_plus": 0.2,
     "e_minus": -0.2,
     "cuts": [0.23, 0.5],
@@ -67,8 +82,26 @@ DEFAULTS = {
     "memory_per_rank": None,
     "output": None,
     "analysis": None,
+    "D": None,
+    "gamma": None,
+    "n_left": None,
+    "n_right": None,
+    "boundary_rate": None,
+    "dt": None,
+    "relax_time": None,
 }
-REQUIRED = ("geometry", "sizes", "W")
+REQUIRED = ("geometry", "sizes")
+MODELS = ("anderson", "qssep", "dephasing")
+COMMON_KEYS = ("name", "model", "geometry", "sizes", "samples", "block_size", "seed", "cuts",
+               "cuts4", "m3_split", "memory_per_rank", "output", "analysis")
+MODEL_KEYS = {
+    "anderson": ("transverse", "W", "hopping", "e_plus", "e_minus", "solver", "petsc_group_size",
+                 "unitarity_tol"),
+    "qssep": ("D", "n_left", "n_right", "boundary_rate", "dt", "relax_time"),
+    "dephasing": ("gamma", "hopping", "n_left", "n_right", "boundary_rate", "dt", "relax_time"),
+}
+GEOMETRIES = {"anderson": ("cube", "quasi1d"), "qssep": ("chain",), "dephasing": ("chain", "cube")}
+CHAIN_KEYS = ("n_left", "n_right", "boundary_rate", "dt", "relax_time")
 # The [analysis] table: defaults of `python -m analysis` (see analysis/__main__.py).
 ANALYSIS_KEYS = {"drop_slices": 0, "drop_diagonal": 0}
 
@@ -97,6 +130,15 @@ class Run:
     unitarity_tol: float
     path: str = field(compare=False)
     memory_per_rank: object = field(default=None, compare=False)  # bytes, or None: detected
+    # the stochastic models (docs/theory.md §12); None for the Anderson model
+    model: str = "anderson"
+    D: object = None
+    gamma: object = None
+    n_left: object = None
+    n_right: object = None
+    boundary_rate: object = None
+    dt: object = None
+    relax_time: object = None
 
     @property
     def shape(self):
@@ -112,8 +154,31 @@ class Run:
 
     @property
     def label(self):
-        size = f"N{self.Nx}" if self.geometry == "cube" else f"Nx{self.Nx}_Ny{self.Ny}_Nz{self.Nz}"
+        size = f"N{self.Nx}" if self.geometry in ("cube", "chain") else f"Nx{self.Nx}_Ny{self.Ny}_Nz{self.Nz}"
+        if self.model == "qssep":
+            return f"qssep_{self.geometry}_{size}"
+        if self.model == "dephasing":
+            return f"dephasing_{self.geometry}_{size}_gamma{self.gamma:g}"
         return f"{self.geometry}_{size}_W{self.W:g}"
+
+    @property
+    def engine(self):
+        """The engine of the registry that computes the samples (`anderson_mpi.engines`)."""
+        return self.solver if self.model == "anderson" else self.model
+
+    def chain_parameters(self):
+        """The keyword arguments of the stochastic model's setup (None for the Anderson model)."""
+        if self.model == "anderson":
+            return None
+        params = {key: getattr(self, key) for key in CHAIN_KEYS if getattr(self, key) is not None}
+        if isinstance(params.get("boundary_rate"), tuple):
+            params["boundary_rate"] = list(params["boundary_rate"])
+        if self.model == "qssep":
+            params["D"] = self.D
+        else:
+            params["gamma"] = self.gamma
+            params["hopping"] = self.hopping[0] if self.geometry == "chain" else list(self.hopping)
+        return params
 
     def physics(self):
         """What a resume must match exactly: everything that fixes the samples and their sums.
@@ -123,7 +188,9 @@ class Run:
         d = asdict(self)
         for key in ("job", "path", "unitarity_tol", "petsc_group_size", "memory_per_rank"):
             d.pop(key)
-        d["hopping"], d["cuts"] = list(d["hopping"]), list(d["cuts"])
+        d["hopping"], d["cuts"] = list(d["hopping"] or ()), list(d["cuts"])
+        if isinstance(d["boundary_rate"], tuple):
+            d["boundary_rate"] = list(d["boundary_rate"])
         d["cuts4"] = [list(pair) for pair in d["cuts4"]]
         return d
 
@@ -131,9 +198,10 @@ class Run:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-def run_key(geometry, Nx, Ny, Nz):
-    """Integer key of a geometry and size for the seed sequence (independent of W)."""
-    return ((0 if geometry == "cube" else 1) * 10**9 + Nx * 10**6 + Ny * 10**3 + Nz)
+def run_key(geometry, Nx, Ny, Nz, model="anderson"):
+    """Integer key of a model, geometry and size for the seed sequence (independent of W, gamma)."""
+    code = MODELS.index(model) * 4 + ("cube", "quasi1d", "chain").index(geometry)
+    return code * 10**9 + Nx * 10**6 + Ny * 10**3 + Nz
 
 
 def load_job(path):
@@ -203,7 +271,14 @@ def _merged(job, overrides):
     for key, value in (overrides or {}).items():
         if value is not None:
             cfg[key] = value
-    for key in REQUIRED:
+    model = cfg["model"]
+    if model not in MODELS:
+        raise PlanError(f"model: expected one of {', '.join(map(repr, MODELS))}, got {model!r}")
+    given = set(job) | {key for key, value in (overrides or {}).items() if value is not None}
+    for key in sorted(given - set(COMMON_KEYS) - set(MODEL_KEYS[model])):
+        owners = [m for m in MODELS if key in MODEL_KEYS[m]]
+        raise PlanError(f"{key}: not a key of model {model!r} (a key of {' and '.join(map(repr, owners))})")
+    for key in REQUIRED + (("W",) if model == "anderson" else ()):
         if cfg[key] is None:
             raise PlanError(f"{key}: required key missing")
     return cfg
@@ -212,9 +287,13 @@ def _merged(job, overrides):
 def _shapes(cfg):
     """The (Nx, Ny, Nz) of every size of the job's geometry."""
     geometry = cfg["geometry"]
-    if geometry not in ("cube", "quasi1d"):
-        raise PlanError(f"geometry: expected 'cube' or 'quasi1d', got {geometry!r}")
-    sizes = _int_list(cfg, "sizes")
+    allowed = GEOMETRIES[cfg["model"]]
+    if geometry not in allowed:
+        raise PlanError(f"geometry: expected {' or '.join(map(repr, allowed))} for model "
+                        f"{cfg['model']!r}, got {geometry!r}")
+    sizes = _int_list(cfg, "sizes", minimum=2 if geometry == "chain" else 1)
+    if geometry == "chain":
+        return [(N, 1, 1) for N in sizes]
     if geometry == "cube":
         if cfg["transverse"] is not None:
             raise PlanError("transverse: only for geometry 'quasi1d' (a cube has Ny = Nz = N)")
@@ -238,18 +317,8 @@ def _sampling(cfg):
     return {key: cfg[key] for key in ("samples", "block_size", "seed", "petsc_group_size")}
 
 
-def _physics(cfg):
-    """W list, hopping, energies, cuts, cuts4, m3_split, solver and tolerance."""
-    W = _num_list(cfg, "W", "a non-empty list of finite numbers")
-    if not W:
-        raise PlanError(f"W: expected a non-empty list of finite numbers, got {cfg['W']!r}")
-    if any(w < 0 for w in W):
-        raise PlanError(f"W: disorder strength must be >= 0, got {min(W)}")
-    hopping = cfg["hopping"]
-    if not isinstance(hopping, list) or len(hopping) != 3 or not all(_is_num(t) for t in hopping):
-        raise PlanError(f"hopping: expected three finite numbers [tx, ty, tz], got {hopping!r}")
-    if hopping[0] <= 0:
-        raise PlanError(f"hopping: tx must be > 0, got {hopping[0]}")
+def _observables(cfg):
+    """cuts, cuts4 and m3_split: the observables every model's samples get."""
     cuts = _num_list(cfg, "cuts", "a list of numbers in [0, 1]")
     for z in cuts:
         if not 0 <= z <= 1:
@@ -263,8 +332,24 @@ def _physics(cfg):
             raise PlanError(f"cuts4: every fraction must lie in [0, 1], got {pair}")
     if not isinstance(cfg["m3_split"], bool):
         raise PlanError(f"m3_split: expected true or false, got {cfg['m3_split']!r}")
-    if cfg["solver"] not in ENGINES:
-        raise PlanError(f"solver: expected one of {', '.join(map(repr, ENGINES))}, got {cfg['solver']!r}")
+    return {"cuts": tuple(cuts), "cuts4": tuple(tuple(float(z) for z in pair) for pair in cuts4),
+            "m3_split": cfg["m3_split"]}
+
+
+def _physics(cfg):
+    """Anderson model: W list, hopping, energies, solver and tolerance."""
+    W = _num_list(cfg, "W", "a non-empty list of finite numbers")
+    if not W:
+        raise PlanError(f"W: expected a non-empty list of finite numbers, got {cfg['W']!r}")
+    if any(w < 0 for w in W):
+        raise PlanError(f"W: disorder strength must be >= 0, got {min(W)}")
+    hopping = cfg["hopping"] if cfg["hopping"] is not None else [1.0, 0.4, 0.4]
+    if not isinstance(hopping, list) or len(hopping) != 3 or not all(_is_num(t) for t in hopping):
+        raise PlanError(f"hopping: expected three finite numbers [tx, ty, tz], got {hopping!r}")
+    if hopping[0] <= 0:
+        raise PlanError(f"hopping: tx must be > 0, got {hopping[0]}")
+    if cfg["solver"] not in ("transfer", "petsc"):
+        raise PlanError(f"solver: expected 'transfer' or 'petsc', got {cfg['solver']!r}")
     if cfg["solver"] == "petsc":
         import importlib.util
         if importlib.util.find_spec("petsc4py") is None:
@@ -274,9 +359,67 @@ def _physics(cfg):
     if tol <= 0:
         raise PlanError(f"unitarity_tol: must be > 0, got {tol}")
     return {"W": W, "hopping": tuple(float(t) for t in hopping), "e_plus": _num(cfg, "e_plus"),
-            "e_minus": _num(cfg, "e_minus"), "cuts": tuple(cuts),
-            "cuts4": tuple(tuple(float(z) for z in pair) for pair in cuts4), "m3_split": cfg["m3_split"],
-            "solver": cfg["solver"], "unitarity_tol": tol}
+            "e_minus": _num(cfg, "e_minus"), "solver": cfg["solver"], "unitarity_tol": tol}
+
+
+def _chain_physics(cfg, shapes):
+    """QSSEP and dephasing: per run (one size, one gamma) the model's keys, validated by
+    building the model's setup (`anderson_mpi.engines.chains`): its one-line ValueError names
+    the key. Returns ``[(shape, fields of Run)]``."""
+    from ..engines import model_setup
+    model = cfg["model"]
+    given = {key: cfg[key] for key in CHAIN_KEYS}
+    for key in ("n_left", "n_right", "dt", "relax_time"):
+        if given[key] is not None and not _is_num(given[key]):
+            raise PlanError(f"{key}: expected a finite number, got {given[key]!r}")
+    rate = given["boundary_rate"]
+    if rate is not None:
+        if _is_num(rate):
+            rate = float(rate)
+        elif isinstance(rate, list) and len(rate) == 2 and all(_is_num(r) for r in rate):
+            rate = tuple(float(r) for r in rate)
+        else:
+            raise PlanError(f"boundary_rate: expected a number or [left, right], got {rate!r}")
+    base = {key: (float(v) if _is_num(v) else v) for key, v in given.items()}
+    base["boundary_rate"] = rate
+    sweep = [None]
+    if model == "qssep":
+        if cfg["D"] is not None and not _is_num(cfg["D"]):
+            raise PlanError(f"D: expected a finite number, got {cfg['D']!r}")
+        base["D"] = float(cfg["D"]) if cfg["D"] is not None else 1.0
+        hopping = None
+    else:
+        gammas = cfg["gamma"] if cfg["gamma"] is not None else [1.0]
+        sweep = _num_list({"gamma": gammas}, "gamma", "a non-empty list of finite numbers")
+        if not sweep:
+            raise PlanError(f"gamma: expected a non-empty list of finite numbers, got {gammas!r}")
+        hopping = cfg["hopping"]
+        if hopping is None:
+            hopping = [1.0] if cfg["geometry"] == "chain" else [1.0, 0.4, 0.4]
+        if _is_num(hopping):
+            hopping = [hopping]
+        if not isinstance(hopping, list) or not all(_is_num(t) for t in hopping):
+            raise PlanError(f"hopping: expected a list of finite numbers, got {hopping!r}")
+        hopping = tuple(float(t) for t in hopping)
+    out = []
+    for gamma in sweep:
+        for shape in shapes:
+            fields = dict(base, model=model, gamma=gamma, hopping=hopping)
+            run = Run(job="", geometry=cfg["geometry"], Nx=shape[0], Ny=shape[1], Nz=shape[2], W=None,
+                      samples=1, block_size=1, seed=0, e_plus=None, e_minus=None, cuts=(), cuts4=(),
+                      m3_split=False, solver=model, petsc_group_size=1, unitarity_tol=1.0, path="",
+                      **fields)
+            try:
+                setup = model_setup(run)
+            except ValueError as err:
+                raise PlanError(str(err)) from None
+            # the setup's resolved defaults are part of the run (and of what a resume must match)
+            fields.update(D=getattr(setup, "D", None), n_left=setup.n_left, n_right=setup.n_right,
+                          boundary_rate=(setup.rate_left if setup.rate_left == setup.rate_right
+                                         else (setup.rate_left, setup.rate_right)),
+                          dt=setup.dt, relax_time=setup.relax_time)
+            out.append((shape, fields))
+    return out
 
 
 def analysis_options(table):
@@ -318,7 +461,8 @@ def make_plan(job, job_name="job", overrides=None):
     job_name : str
         Default name (the job file's stem).
     overrides : dict, optional
-        Command-line values: ``W`` (list), ``sizes`` (list), ``samples`` (int), ``output`` (str).
+        Command-line values: ``W`` (list), ``sizes`` (list), ``samples`` (int), ``output`` (str),
+        ``memory_per_rank``.
 
     Returns
     -------
@@ -334,7 +478,7 @@ def make_plan(job, job_name="job", overrides=None):
         raise PlanError(f"name: expected a non-empty string, got {name!r}")
     shapes = _shapes(cfg)
     sampling = _sampling(cfg)
-    physics = _physics(cfg)
+    observables = _observables(cfg)
     analysis_options(cfg["analysis"])
     memory = None
     if cfg["memory_per_rank"] is not None:
@@ -343,16 +487,22 @@ def make_plan(job, job_name="job", overrides=None):
     output = cfg["output"] if cfg["output"] is not None else f"results/{name}"
     if not isinstance(output, str) or not output:
         raise PlanError(f"output: expected a directory path, got {output!r}")
-    _check_leads(shapes, physics)
 
+    if cfg["model"] == "anderson":
+        physics = _physics(cfg)
+        _check_leads(shapes, physics)
+        plan = [(shape, dict({k: v for k, v in physics.items() if k != "W"}, W=float(w)))
+                for w in physics["W"] for shape in shapes]
+    else:
+        plan = [(shape, dict(fields, W=None, e_plus=None, e_minus=None, solver=cfg["model"],
+                             unitarity_tol=float(DEFAULTS["unitarity_tol"])))
+                for shape, fields in _chain_physics(cfg, shapes)]
     runs = []
-    for w in physics["W"]:
-        for Nx, Ny, Nz in shapes:
-            run = Run(job=name, geometry=cfg["geometry"], Nx=Nx, Ny=Ny, Nz=Nz, W=float(w),
-                      **{k: v for k, v in physics.items() if k != "W"}, **sampling, path="",
-                      memory_per_rank=memory)
-            runs.append(replace(run, path=str(Path(output) / f"{run.label}.h5")))
+    for (Nx, Ny, Nz), fields in plan:
+        run = Run(job=name, geometry=cfg["geometry"], Nx=Nx, Ny=Ny, Nz=Nz, **fields, **observables,
+                  **sampling, path="", memory_per_rank=memory)
+        runs.append(replace(run, path=str(Path(output) / f"{run.label}.h5")))
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
-        raise PlanError("W/sizes: duplicate runs (repeated W or size values)")
+        raise PlanError("W/gamma/sizes: duplicate runs (repeated W, gamma or size values)")
     return runs

@@ -13,6 +13,7 @@ run's size are built, so planning a job of any size is instant and allocates not
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,17 +38,22 @@ class Rates:
     batched: float
     lu: float
     call: float
+    kernel: float = 0.0
 
     def seconds(self, cost):
         return (cost.gemm * self.gemm + cost.batched * self.batched + cost.lu * self.lu
-                + cost.calls * self.call)
+                + cost.kernel * self.kernel + cost.calls * self.call)
 
 
 # Fitted on the reference machine (2-core AMD EPYC, OpenBLAS 0.3.30/0.3.31 SkylakeX kernels, one
 # thread): CPU seconds of the engine and of the observables per sample, cube N = 6 ... 16, with
 # and without cuts, the m3 split and a cut pair, equal relative weights (`make bench`, "cost
 # model", refits them on any machine and prints measured against predicted).
-DEFAULT_RATES = Rates(gemm=2.96e-10, batched=5.39e-10, lu=3.03e-10, call=8.9e-6)
+# The stochastic models' kernels: numba-compiled when numba is installed, numpy otherwise
+# (QSSEP chain, N = 16 ... 64, `make bench`).
+KERNEL_RATE = {"numba": 1.6e-9, "numpy": 6.3e-9}
+DEFAULT_RATES = Rates(gemm=2.96e-10, batched=5.39e-10, lu=3.03e-10, call=8.9e-6,
+                      kernel=KERNEL_RATE["numba" if importlib.util.find_spec("numba") else "numpy"])
 
 
 def _orbit_count(Ny, Nz, hopping):
@@ -60,23 +66,34 @@ def _orbit_count(Ny, Nz, hopping):
 def run_layout(run):
     """The run's `LayoutSize`: sizes, options and the number of k orbits (estimated beyond
     `_ENUMERATE_ORBITS` momenta), what the groups' field and cost declarations need."""
-    return LayoutSize(Nx=run.Nx, Ny=run.Ny, Nz=run.Nz, n_orbits=_orbit_count(run.Ny, run.Nz, run.hopping),
+    hopping = run.hopping if len(run.hopping or ()) == 3 else (1.0, 0.0, 0.0)
+    return LayoutSize(Nx=run.Nx, Ny=run.Ny, Nz=run.Nz, n_orbits=_orbit_count(run.Ny, run.Nz, hopping),
                       n_cuts=len(run.cuts), n_pairs=len(run.cuts4), m3_split=run.m3_split,
-                      transport=True)
+                      transport=run.model == "anderson")
 
 
 def mode_columns(run):
-    """Columns of the stacked mode matrices: open channels at E+ plus those at E-."""
+    """Columns of the stacked mode matrices: open channels at E+ plus those at E- (Anderson), the
+    sites of the sample (the stochastic models: G = Phi Phi^+, one column per eigenvalue)."""
+    if run.model != "anderson":
+        return run.Nx * run.Ny * run.Nz
     return (open_channel_count(run.Ny, run.Nz, run.e_plus, run.hopping)
             + open_channel_count(run.Ny, run.Nz, run.e_minus, run.hopping))
+
+
+def _engine_cost(run, width):
+    model = {}
+    if run.model != "anderson":
+        from ..engines import model_setup
+        model["n_steps"] = model_setup(run).n_steps
+    return engine_cost(run.engine, run.Nx, run.Ny * run.Nz, width, **model)
 
 
 @lru_cache(maxsize=1024)  # runs are immutable; the scheduler asks once per block
 def sample_cost(run):
     """`Cost` of one sample of ``run``: its engine and every active observable group."""
     width = mode_columns(run)
-    return (engine_cost(run.solver, run.Nx, run.Ny * run.Nz, width)
-            + observables_cost(run_layout(run), width))
+    return _engine_cost(run, width) + observables_cost(run_layout(run), width)
 
 
 def sample_seconds(run, rates=DEFAULT_RATES):
@@ -99,7 +116,7 @@ def memory_per_rank(run):
     width = mode_columns(run)
     layout = run_layout(run)
     phi = COMPLEX_BYTES * run.Nx * run.Ny * run.Nz * width
-    engine = engine_cost(run.solver, run.Nx, run.Ny * run.Nz, width).memory
+    engine = _engine_cost(run, width).memory
     groups = observables_cost(layout, width).memory
     sums = sum(spec.nbytes for spec in block_fields(layout).values())
     baseline = 150 * 2**20   # Python, numpy, scipy, mpi4py, h5py

@@ -1,14 +1,15 @@
-"""The main job: disorder samples in seed blocks over MPI ranks, into one result file per run.
+"""The main job: samples in seed blocks over MPI ranks, into one result file per run.
 
-Sample ``s`` of a run draws its unit-width numbers from
-``default_rng(SeedSequence([seed, run_key(geometry, size), s]))`` and scales them by W, so a
-W sweep uses common random numbers, and every number is independent of the rank count,
-of the dealing of blocks and of interruptions.
+Sample ``s`` of a run draws its numbers from ``SeedSequence([seed, run_key(model, geometry,
+size), s])``: the Anderson model's unit-width potential, scaled by W (so a W sweep uses common
+random numbers), or a stochastic model's trajectory (`sample_input`). Every number is independent
+of the rank count, of the dealing of blocks and of interruptions.
 
-Per run, what every sample shares is built once (`RunContext`: the `ScatteringSetup`, the
-observables' `Layout`, the solver); per sample: potential -> engine -> mode matrices ->
-observables, summed over the block. The pending blocks of all runs of a job form one pool
-(`anderson_mpi.run.scheduler`), dealt to the ranks largest first.
+Per run, what every sample shares is built once (`RunContext`: the model's setup, the observables'
+`Layout`, the engine); per sample: input -> engine -> mode matrices -> observables, summed over
+the block (engines that advance a block's samples together get them at once). The pending blocks
+of all runs of a job form one pool (`anderson_mpi.run.scheduler`), dealt to the ranks largest
+first.
 """
 from __future__ import annotations
 
@@ -18,24 +19,38 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engines import make_engine
+from ..engines import make_engine, model_setup
 from ..errors import SampleError
 from ..io.progress import ProgressLog, slurm_info
 from ..io.store import BlockResult
-from ..observables import BlockState, block_fields, layout_for, sample_observables
+from ..observables import BlockState, block_fields, layout_for, make_layout, sample_observables
 from ..system import ScatteringSetup
 from . import faults
 from .config import run_key
 from .mpi import blas_info, limit_blas_threads, worker_groups
 from .scheduler import Coordinator, block_cost, work_items
 
-__all__ = ["potential", "RunContext", "make_context", "compute_block", "execute_job"]
+__all__ = ["seed_sequence", "potential", "sample_input", "RunContext", "make_context",
+           "compute_block", "execute_job"]
+
+
+def seed_sequence(run, sample):
+    """The seed of sample ``sample`` of ``run``: fixed by the job's seed, the model, geometry and
+    size, and the sample's global index."""
+    return np.random.SeedSequence([run.seed, run_key(run.geometry, run.Nx, run.Ny, run.Nz, run.model),
+                                   sample])
+
 
 def potential(run, sample):
     """The disorder potential of sample ``sample`` of ``run`` (uniform in [-W/2, W/2])."""
-    seq = np.random.SeedSequence([run.seed, run_key(run.geometry, run.Nx, run.Ny, run.Nz), sample])
-    unit = np.random.default_rng(seq).random((run.Nx, run.Ny, run.Nz)) - 0.5
+    unit = np.random.default_rng(seed_sequence(run, sample)).random((run.Nx, run.Ny, run.Nz)) - 0.5
     return unit * run.W
+
+
+def sample_input(run, sample):
+    """What the engine of ``run`` needs for one sample: the potential (Anderson model) or the seed
+    sequence of the trajectory (the stochastic models)."""
+    return potential(run, sample) if run.model == "anderson" else seed_sequence(run, sample)
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ class RunContext:
     """What every sample of a run shares, built once: setup, layout, engine, block fields."""
 
     run: object
-    setup: ScatteringSetup
+    setup: object          # ScatteringSetup, or the stochastic model's setup
     layout: object
     engine: object         # anderson_mpi.engines.Engine: V -> ModeMatrices
     fields: dict
@@ -51,9 +66,14 @@ class RunContext:
 
 def make_context(run, group_comm=None, blas_threads=1):
     """The `RunContext` of ``run`` (``group_comm``: the ranks sharing one sample)."""
-    setup = ScatteringSetup.build(run.shape, run.hopping, run.e_plus, run.e_minus)
-    layout = layout_for(setup, run.cuts, run.m3_split, run.cuts4)
-    engine = make_engine(run.solver, setup, group_comm)
+    if run.model == "anderson":
+        setup = ScatteringSetup.build(run.shape, run.hopping, run.e_plus, run.e_minus)
+        layout = layout_for(setup, run.cuts, run.m3_split, run.cuts4)
+    else:
+        setup = model_setup(run)
+        hopping = run.hopping if len(run.hopping or ()) == 3 else (1.0, 0.0, 0.0)
+        layout = make_layout(*run.shape, hopping, run.cuts, run.m3_split, run.cuts4, transport=False)
+    engine = make_engine(run.engine, setup, group_comm)
     limit_blas_threads(blas_threads)  # an engine may load a BLAS of its own (PETSc: the system one)
     return RunContext(run=run, setup=setup, layout=layout, engine=engine, fields=block_fields(layout))
 
@@ -88,19 +108,27 @@ def compute_block(ctx, block, rank=0, between_samples=None):
     worst = 0.0
     samples = run.block_samples(block)
     state = BlockState()  # consecutive samples of this block only (fourth-order pairs)
-    for s in samples:
-        V = potential(run, s)
-        if s in faults.planned("nan"):
-            V[0, 0, 0] = np.nan
+    inputs = [sample_input(run, s) for s in samples]
+    # engines that advance a block's samples together get them at once; the others one by one
+    solved = ctx.engine.solve_block(inputs) if ctx.engine.solve_block else None
+    for j, s in enumerate(samples):
         if s in faults.planned("sleep"):
             time.sleep(2.0)
         if s in faults.planned("hang"):
             time.sleep(600.0)
         try:
-            modes = ctx.engine.solve(V)
+            if solved is not None:
+                modes = solved[j]
+            else:
+                V = inputs[j]
+                if s in faults.planned("nan"):
+                    V[0, 0, 0] = np.nan
+                modes = ctx.engine.solve(V)
+            if s in faults.planned("nan") and solved is not None:
+                modes.phi[0, 0, 0] = np.nan
             error = modes.unitarity_error
             if not np.isfinite(error) or not np.all(np.isfinite(modes.phi)):
-                raise SampleError("non-finite scattering states")
+                raise SampleError("non-finite mode matrices")
             if error > run.unitarity_tol:
                 raise SampleError(f"unitarity error {error:.3e} > unitarity_tol {run.unitarity_tol:g}")
             if ctx.engine.observes:
@@ -113,6 +141,8 @@ def compute_block(ctx, block, rank=0, between_samples=None):
         except Exception as err:  # name the run and the sample, whatever went wrong
             raise SampleError(f"run {run.label} sample {s} (block {block}): {err}") from err
         worst = max(worst, error)
+        if solved is not None:
+            solved[j] = None  # done with this sample's mode matrices
         if between_samples is not None:
             between_samples()
     return BlockResult(block=block, sums=sums if ctx.engine.observes else None, n_samples=len(samples),
@@ -180,7 +210,7 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
     """
     from ..io.store import RunFile
 
-    group_size = runs[0].petsc_group_size if runs[0].solver == "petsc" else 1
+    group_size = runs[0].petsc_group_size if runs[0].engine == "petsc" else 1
     group_comm, _, n_groups = worker_groups(comm, group_size)
     leader = group_comm.rank == 0
     contexts = [make_context(run, group_comm, blas_threads) for run in runs]
@@ -189,7 +219,8 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
     # go straight to MPI_Abort (parallel.abort_on_error) instead of waiting in H5Fclose.
     files, pending = [], {}
     for i, (run, ctx, resume) in enumerate(zip(runs, contexts, resumes)):
-        n_open = (ctx.setup.lead_plus.n_open, ctx.setup.lead_minus.n_open)
+        n_open = ((ctx.setup.lead_plus.n_open, ctx.setup.lead_minus.n_open) if run.model == "anderson"
+                  else None)  # the stochastic models have no leads
         files.append(RunFile(run, ctx.layout, comm, job_text=job_text, resume=resume, n_open=n_open))
         done = set(files[-1].counted_blocks().tolist())
         pending[i] = [b for b in range(run.n_blocks) if b not in done]
@@ -197,13 +228,14 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
             ProgressLog(run.path, active=True, warn=log.warning).write(
                 "start", run=run.label, attempt=files[-1].attempt, host=platform.node(),
                 ranks=comm.size, groups=n_groups, n_blocks=run.n_blocks, done=len(done),
-                n_open=list(n_open), pending=len(pending[i]), resume=bool(resume),
-                resume_flag=bool(resume_flag), solver=run.solver, blas=blas_info(),
+                n_open=list(n_open) if n_open else None, pending=len(pending[i]), resume=bool(resume),
+                resume_flag=bool(resume_flag), solver=run.engine, blas=blas_info(),
                 slurm=slurm_info())
-        log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, attempt %d, "
-                 "open channels %d (E+) and %d (E-) of %d", run.label, run.samples, run.n_blocks,
-                 run.block_size, len(done), len(pending[i]), files[-1].attempt, n_open[0],
-                 n_open[1], ctx.setup.n_perp)
+        channels = (f", open channels {n_open[0]} (E+) and {n_open[1]} (E-) of {ctx.layout.n_perp}"
+                    if n_open else "")
+        log.info("run %s: %d samples in %d blocks of %d, %d done, %d pending, attempt %d%s", run.label,
+                 run.samples, run.n_blocks, run.block_size, len(done), len(pending[i]),
+                 files[-1].attempt, channels)
 
     items = work_items(runs, pending) if comm.rank == 0 else []
     progress = None
@@ -238,12 +270,13 @@ def execute_job(runs, comm, job_text, resumes, log, blas_threads=1, resume_flag=
     out = []
     for run, store in zip(runs, files):
         totals, n_total = store.finalize()
-        mean_g = totals["g"] / max(n_total, 1)
+        mean_g = float(totals["g"] / max(n_total, 1)) if "g" in totals else None
         if comm.rank == 0:
             ProgressLog(run.path, active=True, warn=log.warning).write(
                 "complete", run=run.label, attempt=store.attempt, samples=n_total,
-                conductance_mean=float(mean_g))
-        log.info("run %s: complete, %d samples, <g> = %.4f -> %s", run.label, n_total, mean_g, run.path)
+                conductance_mean=mean_g)
+        log.info("run %s: complete, %d samples%s -> %s", run.label, n_total,
+                 f", <g> = {mean_g:.4f}" if mean_g is not None else "", run.path)
         store.close()
         out.append({**totals, "n_samples": n_total})
     group_comm.Free()
