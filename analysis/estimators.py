@@ -392,7 +392,7 @@ def run_estimates(data):
         est["map2_abs"] = np.abs(est["map2"])
         pairs = getattr(data, "pair_slices", np.zeros((0, 2)))
         if len(pairs):  # fourth order on the job's cut pairs
-            est.update(cumulants4(M, data.n_perp, data.orbit_size, pairs))
+            est.update(cumulants4(M, data.n_perp, pairs))
             scale = rescale_power(geometry, nx, 4)
             for key in ("C4", "C4_imag", "C4_cross", "C4_free"):
                 est["g4" + key[2:]] = est[key] * scale
@@ -401,7 +401,7 @@ def run_estimates(data):
     return jackknife(data.blocks, data.n_per_block, func, key=str(data.path))
 
 
-# --- fourth order on cut pairs (docs/theory.md §7; fields of anderson_mpi.observables.cutpairs) ---------------------
+# --- fourth order on cut pairs (docs/theory.md §7; fields of anderson_mpi.observables.cutpairs) ----
 
 # The 15 set partitions of the factors (X1, X2, X3, X4) = (G_ab, G_bc, G_cd, G_da), 0-based,
 # with the labels of C4_terms (factors numbered 1..4 around the cycle); "13|24" is the one
@@ -418,7 +418,7 @@ PARTITIONS4 = (
 )
 
 
-def _partition_weights4():
+def partition_weights4():
     """Classical weights (-1)^(|pi|-1) (|pi|-1)! and free ones mu_NC(pi, 1_4) (0 if crossing)."""
     from math import factorial
 
@@ -437,91 +437,45 @@ def _distinct4(nx, c, d):
     return (a != b) & (a != c) & (a != d) & (b != c) & (b != d) & (c != d)
 
 
-def cumulants4(M, n_perp, orbit_size, pair_slices):
-    """Fourth cumulant C4(a, b, c, d) on the cut pairs, and its crossing part.
+def cumulants4(M, n_perp, pair_slices):
+    """Fourth cumulant C4(a, b, c, d) on the cut pairs, its partition terms and diagnostics.
 
     Parameters
     ----------
-    M : Means
-        Sample means of the fields of `anderson_mpi.observables.cutpairs.order4_field_shapes` and of
-        ``mean_k`` (`anderson_mpi.observables`).
+    M : mapping
+        Means (or sums: only their ratio enters) over whole seed blocks of ``c4_terms``
+        (n_pairs, 15, Nx, Nx) and ``c4_counts`` (15,): each partition term's unbiased block sum and
+        the number of sample tuples behind it (`anderson_mpi.observables.cutpairs`, docs/theory.md
+        §7.4). The term is their ratio: exactly unbiased (the counts are deterministic).
     n_perp : int
-    orbit_size : (n_orb,) int
     pair_slices : (n_pairs, 2) int
-        ``(c, d)`` per cut pair.
 
     Returns
     -------
     dict
-        ``C4`` (n_pairs, Nx, Nx): Re of docs/theory.md §7.1's joint cumulant of (G_ab, G_bc, G_cd, G_da),
-        ``Np^-4`` times the sum over the 15 partitions with weights ``(-1)^(|pi|-1)
-        (|pi|-1)!``; ``C4_imag``. ``C4_cross`` (``_imag``): the crossing partition's moment
-        product ``Np^-4 sum_perp E[X1 X3] E[X2 X4]`` on its own (C4 contains it with weight -1).
-        ``C4_free`` (``_imag``): the free cumulant of the same moments, weights
-        ``mu_NC(pi, 1_4)`` over NC(4) (14 partitions): ``C4_free = C4 + C4_cross - [13|2|4] -
-        [24|1|3] + [1|2|3|4]``; the last three vanish when the mean blocks between distinct
-        slices vanish (as in QSSEP), leaving the crossing as the only difference).
-        ``C4_terms`` (15, n_pairs, Nx, Nx) complex: ``Np^-4 x`` each partition's moment
-        product, in the order of `PARTITIONS4`. ``cross_ratio`` (n_pairs,):
-        ``||Re C4_cross|| / ||C4||`` and ``free_ratio``: ``||C4_free - C4|| / ||C4||``, Frobenius
-        norms over the bulk (a, b, c, d pairwise distinct; nan for a pair with c = d).
-        The crossing needs sample pairs (blocks of >= 2 samples); without any, the terms that
-        depend on it are nan.
-
-    Notes
-    -----
-    With ``m_xy[o] = M[mean_k][x, y, o] / |o|`` (the orbit mean of a k-diagonal mean block) and
-    the fields' means written without the ``c4_`` prefix, every term is a k-orbit sum:
-    ``123|4 = sum_o k123[a,b,o] m_da[o]``, ``12|34 = sum_o k2c[a,b,o] conj(k2c[a,d,o]) / |o|``,
-    ``23|41 = sum_o k2d[b,c,o] conj(k2d[b,a,o]) / |o|``, ``12|3|4 = sum_o k2c[a,b,o] m_cd m_da``,
-    ``13|2|4 = sum_{o,o'} p13[a,b,o,o'] m_bc[o] m_da[o']``, ``24|1|3 = sum_{o,o'} p24[a,b,o,o']
-    m_ab[o] m_cd[o']``, ``1|2|3|4 = sum_o |o| m_ab m_bc m_cd m_da``, ``13|24 = cross /
-    n_pairs`` (an unbiased mean over pairs of samples), and so on (see the code).
+        ``C4_terms`` (15, n_pairs, Nx, Nx) complex: ``Np^-4 T_pi`` in the order of `PARTITIONS4`
+        (nan where a term has no sample tuples, e.g. the crossing of one-sample blocks);
+        ``C4`` / ``C4_imag``: the joint cumulant, ``sum_pi (-1)^(|pi|-1) (|pi|-1)! Np^-4 T_pi``;
+        ``C4_cross`` / ``_imag``: the crossing term {13}{24} alone (C4 holds it with weight -1);
+        ``C4_free`` / ``_imag``: the free cumulant of the same moments (NC(4) Moebius weights,
+        ``C4 + [13|24] - [13|2|4] - [24|1|3] + [1|2|3|4]``); ``cross_ratio``, ``free_ratio``
+        (n_pairs,): ``||C4_cross|| / ||C4||`` and ``||C4_free - C4|| / ||C4||`` over the points with
+        a, b, c, d pairwise distinct, a U(1) / contact diagnostic (docs/theory.md §7.2): both
+        vanish there for any U(1)-invariant ensemble, free or not.
     """
-    npp4 = float(n_perp) ** 4
-    size = np.asarray(orbit_size, float)
-    inv = 1.0 / size
-    mk = np.asarray(M["mean_k"])
-    nx = mk.shape[0]
-    pairs = np.asarray(pair_slices, dtype=np.int64).reshape(-1, 2)
-    classical, free = _partition_weights4()
-    n_pairs = float(np.real(M["c4_n_pairs"]))
-    terms = np.empty((len(PARTITIONS4), len(pairs), nx, nx), dtype=complex)
-    for i, (c, d) in enumerate(pairs):
-        m_ab = mk * inv                        # [a, b, o]
-        m_bc = mk[:, c] * inv                  # [b, o]
-        m_cd = mk[c, d] * inv                  # [o]
-        m_da = mk[d] * inv                     # [a, o]
-        k2c, k2d = np.asarray(M["c4_k2c"][i]), np.asarray(M["c4_k2d"][i])
-        e12 = k2c                              # sum_{k in o} E(G_ab G_bc)~_kk   [a, b, o]
-        e23 = k2d[:, c]                        # (G_bc G_cd)~                    [b, o]
-        e34 = k2c[:, d].conj()                 # (G_cd G_da)~ = conj (G_ad G_dc)~ [a, o]
-        e41 = k2d.conj().transpose(1, 0, 2)    # (G_da G_ab)~ = conj (G_ba G_ad)~ [a, b, o]
-        t = {
-            "1234": np.asarray(M["c4_tr4"][i]),
-            "123|4": np.einsum("abo,ao->ab", M["c4_k123"][i], m_da),
-            "234|1": np.einsum("abo,abo->ab", M["c4_k234"][i], m_ab),
-            "341|2": np.einsum("abo,bo->ab", M["c4_k341"][i], m_bc),
-            "412|3": np.einsum("abo,o->ab", M["c4_k412"][i], m_cd),
-            "12|34": np.einsum("abo,ao,o->ab", e12, e34, inv),
-            "23|41": np.einsum("bo,abo,o->ab", e23, e41, inv),
-            "13|24": np.asarray(M["c4_cross"][i]) / n_pairs if n_pairs > 0
-            else np.full((nx, nx), np.nan, dtype=complex),
-            "12|3|4": np.einsum("abo,o,ao->ab", e12, m_cd, m_da),
-            "23|1|4": np.einsum("bo,ao,abo->ab", e23, m_da, m_ab),
-            "34|1|2": np.einsum("ao,abo,bo->ab", e34, m_ab, m_bc),
-            "41|2|3": np.einsum("abo,bo,o->ab", e41, m_bc, m_cd),
-            "13|2|4": np.einsum("abpq,bp,aq->ab", M["c4_p13"][i], m_bc, m_da, optimize=True),
-            "24|1|3": np.einsum("abpq,abp,q->ab", M["c4_p24"][i], m_ab, m_cd, optimize=True),
-            "1|2|3|4": np.einsum("abo,bo,o,ao,o->ab", m_ab, m_bc, m_cd, m_da, size),
-        }
-        for j, (label, _) in enumerate(PARTITIONS4):
-            terms[j, i] = t[label] / npp4
+    values = np.asarray(M["c4_terms"])
+    counts = np.asarray(np.real(M["c4_counts"]), dtype=float).reshape(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = values / np.where(counts > 0, counts, np.nan)[None, :, None, None]
+    terms = np.moveaxis(terms, 1, 0) / float(n_perp) ** 4
+    classical, free = partition_weights4()
     c4 = np.tensordot(classical, terms, axes=1)
     c4_free = np.tensordot(free, terms, axes=1)
     cross = terms[[label for label, _ in PARTITIONS4].index("13|24")]
     out = {"C4": c4.real, "C4_imag": c4.imag, "C4_cross": cross.real, "C4_cross_imag": cross.imag,
            "C4_free": c4_free.real, "C4_free_imag": c4_free.imag, "C4_terms": terms}
+    pairs = np.asarray(pair_slices, dtype=np.int64).reshape(-1, 2)
+    nx = values.shape[-1]
     ratio_cross, ratio_free = np.full(len(pairs), np.nan), np.full(len(pairs), np.nan)
     for i, (c, d) in enumerate(pairs):
         bulk = _distinct4(nx, c, d)
@@ -533,4 +487,4 @@ def cumulants4(M, n_perp, orbit_size, pair_slices):
     return out
 
 
-__all__ += ["PARTITIONS4", "cumulants4"]
+__all__ += ["PARTITIONS4", "partition_weights4", "cumulants4"]

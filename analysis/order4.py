@@ -1,8 +1,7 @@
 """Fourth order on cut pairs: rescaled g4, the QSSEP comparison, the dn^(4) fit and two figures.
 
-* `order4_estimates`: jackknifed (bias-corrected, with errors) `analysis.estimators.cumulants4`
-  of one run plus the rescaled ``g4 = N^3 C4`` (cube) or ``Nx^-3 C4`` (quasi-1d), and the same
-  rescaling of the crossing term (``g4_cross``) and of the free cumulant (``g4_free``).
+(The estimates themselves, C4 and the rescaled g4 with errors, come from
+`analysis.estimators.run_estimates`.)
 * `g4_shape_on_pair`: ``g4^Q(x_a, x_b, x_c, x_d; dn = 1)`` for all (a, b) (paper eq. (6) at n = 4,
   arguments in the cyclic order of ``E[G_ab G_bc G_cd G_da]^c``; `analysis.qssep.g`).
 * `fit_dn4`: ordinary least squares (equal weights, docs/theory.md §10) of ``Re g4 = t g4^Q(.; 1)`` over all
@@ -19,43 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import qssep
-from .estimators import cumulants4, jackknife, rescale_power
 
-__all__ = ["order4_estimates", "g4_shape_on_pair", "qssep_g4", "distinct_mask", "fit_dn4", "jk_fit_dn4",
+__all__ = ["g4_shape_on_pair", "qssep_g4", "distinct_mask", "fit_dn4", "jk_fit_dn4",
            "fig_g4_lines", "fig_crossing_map"]
-
-
-def order4_estimates(block_sums, n_per_block, n_perp, orbit_size, pair_slices, geometry, Nx, key=0):
-    """Jackknifed fourth-order estimates of one run.
-
-    Parameters
-    ----------
-    block_sums : mapping name -> (n_blocks, ...) array
-        The run's block sums of the order-4 fields and ``mean_k``.
-    n_per_block : (n_blocks,) int
-    n_perp, orbit_size, pair_slices : as for `analysis.estimators.cumulants4`
-    geometry : "cube" or "quasi1d"
-    Nx : int
-    key : hashable
-        Name of the run for `analysis.estimators.combine`.
-
-    Returns
-    -------
-    Replicated
-        Keys of `cumulants4` plus ``g4``, ``g4_imag``, ``g4_cross``, ``g4_free``
-        (n_pairs, Nx, Nx), all rescaled by `rescale_power` (geometry, Nx, 4).
-    """
-    scale = rescale_power(geometry, Nx, 4)
-
-    def func(M):
-        est = cumulants4(M, n_perp, orbit_size, pair_slices)
-        est["g4"] = est["C4"] * scale
-        est["g4_imag"] = est["C4_imag"] * scale
-        est["g4_cross"] = est["C4_cross"] * scale
-        est["g4_free"] = est["C4_free"] * scale
-        return est
-
-    return jackknife(block_sums, n_per_block, func, key=key)
 
 
 def g4_shape_on_pair(x, c, d):

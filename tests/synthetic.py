@@ -22,8 +22,12 @@ import json
 import h5py
 import numpy as np
 
+import anderson_mpi as am
+from anderson_mpi.system import transverse_fft
+
 from anderson_mpi.io import schema
-from anderson_mpi.observables import make_layout
+from anderson_mpi.observables import k_orbits, make_layout
+from analysis.estimators import PARTITIONS4
 from anderson_mpi.run.config import make_plan
 
 HOPPING = (1.0, 0.4, 0.4)
@@ -150,3 +154,145 @@ def write_synthetic_file(path, planted, sums, n_per_block, done=None, valid=True
         f["totals/n_samples"][()] = int(np.sum(np.asarray(n_per_block)[done == 1]))
         f["totals/valid"][()] = 1 if valid else 0
     return path
+
+
+# --- a planted ensemble of full matrices (order four) ---------------------------------------------------------------------------
+
+HOPPING_FULL = (1.0, 0.4, 0.3)  # no y <-> z symmetry: the point group is the two reflections
+
+
+def transverse_images(Ny, Nz):
+    """Site permutations of every translation combined with every reflection (y -> -y, z -> -z)."""
+    iy, iz = np.meshgrid(np.arange(Ny), np.arange(Nz), indexing="ij")
+    perms = []
+    for ty in range(Ny):
+        for tz in range(Nz):
+            for fy in (1, -1):
+                for fz in (1, -1):
+                    perms.append((((fy * iy + ty) % Ny) * Nz + (fz * iz + tz) % Nz).ravel())
+    return perms
+
+
+class PlantedFull:
+    P_BERNOULLI = 0.4
+
+    def __init__(self, rng, Nx, Ny, Nz, mu_scale=0.5, a_scale=0.25):
+        self.Nx, self.Ny, self.Nz, self.Np = Nx, Ny, Nz, Ny * Nz
+        n = Nx * self.Np
+
+        def hermitian(scale):
+            m = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+            return scale * (m + m.conj().T) / 2
+
+        self.perms = [np.concatenate([x * self.Np + p for x in range(Nx)])
+                      for p in transverse_images(Ny, Nz)]
+        A0 = hermitian(a_scale)
+        self.A = np.array([A0[np.ix_(p, p)] for p in self.perms])        # A_j
+        # mean: mu_xy = U diag(m_xy(o(k))) U^+, Hermitian in (x, y) per orbit
+        orbit_index, orbit_size = k_orbits(Ny, Nz, HOPPING_FULL)
+        no = len(orbit_size)
+        m = mu_scale * (rng.normal(size=(Nx, Nx, no)) + 1j * rng.normal(size=(Nx, Nx, no)))
+        m = (m + m.transpose(1, 0, 2).conj()) / 2
+        U = am.lead_modes(Ny, Nz, 0.2, HOPPING_FULL).U
+        self.mu = np.einsum("pk,xyk,qk->xpyq", U, m[:, :, orbit_index], U.conj()).reshape(n, n)
+        pq = self.P_BERNOULLI * (1 - self.P_BERNOULLI)
+        self.kappa4 = (1 - 6 * pq) / pq
+
+    def blocks(self, full):
+        return full.reshape(self.Nx, self.Np, self.Nx, self.Np).transpose(0, 2, 1, 3)
+
+    def sample(self, rng):
+        p = self.P_BERNOULLI
+        xi = ((rng.random(len(self.A)) < p) - p) / np.sqrt(p * (1 - p))
+        G = self.mu + np.tensordot(xi, self.A, axes=1)
+        lam, vec = np.linalg.eigh(G)
+        phi = (vec * np.sqrt(np.abs(lam))).reshape(self.Nx, self.Np, -1)
+        return phi, transverse_fft(phi, self.Ny, self.Nz, axis=1), np.sign(lam)
+
+    def kappa(self, n):
+        p, q = self.P_BERNOULLI, 1 - self.P_BERNOULLI
+        return {1: 0.0, 2: 1.0, 3: (q - p) / np.sqrt(p * q), 4: self.kappa4}[n]
+
+    def moment(self, factors):
+        """Exact E[X_1 ... X_n] (ordered product of blocks, n <= 4), X_i = mu_i + sum_j xi_j A_j,i.
+
+        Moment-cumulant formula for the xi's: a sum over the partitions of a subset of the
+        positions into blocks of size >= 2 (kappa1 = 0), each block carrying one momentum-free
+        index j summed over all images and the weight kappa_|block|."""
+        mu, A = self._blocks()
+        n = len(factors)
+        letters = "pqrstu"
+        total = np.zeros((self.Np, self.Np), dtype=complex)
+        for blocks in _partial_partitions(list(range(n))):
+            weight = np.prod([self.kappa(len(b)) for b in blocks])
+            if weight == 0.0:
+                continue
+            label = {i: "jklm"[k] for k, b in enumerate(blocks) for i in b}
+            operands, subs = [], []
+            for i, (x, y) in enumerate(factors):
+                ij = letters[i] + letters[i + 1]
+                if i in label:
+                    operands.append(A[:, x, y])
+                    subs.append(label[i] + ij)
+                else:
+                    operands.append(mu[x, y])
+                    subs.append(ij)
+            expr = ",".join(subs) + "->" + letters[0] + letters[n]
+            total += weight * np.einsum(expr, *operands, optimize=True)
+        return total
+
+    def _blocks(self):
+        if not hasattr(self, "_cache"):
+            self._cache = (self.blocks(self.mu), np.array([self.blocks(a) for a in self.A]))
+        return self._cache
+
+    def exact_terms(self, pairs):
+        """Exact value of each of the 15 partition terms (order of PARTITIONS4), Np^-4 normalized,
+        and the exact C4 from multilinearity, kappa4 sum_j Tr(A_ab A_bc A_cd A_da)."""
+        mu, A = self._blocks()
+        Nx, npp4 = self.Nx, float(self.Np) ** 4
+        tr = np.trace
+        terms = np.zeros((len(PARTITIONS4), len(pairs), Nx, Nx), dtype=complex)
+        c4 = np.zeros((len(pairs), Nx, Nx), dtype=complex)
+        for i, (c, d) in enumerate(pairs):
+            for a in range(Nx):
+                for b in range(Nx):
+                    ab, bc, cd, da = (a, b), (b, c), (c, d), (d, a)
+                    E = self.moment
+                    m = {f: mu[f] for f in (ab, bc, cd, da)}
+                    t = {
+                        "1234": tr(E([ab, bc, cd, da])),
+                        "123|4": tr(E([ab, bc, cd]) @ m[da]), "234|1": tr(E([bc, cd, da]) @ m[ab]),
+                        "341|2": tr(E([cd, da, ab]) @ m[bc]), "412|3": tr(E([da, ab, bc]) @ m[cd]),
+                        "12|34": tr(E([ab, bc]) @ E([cd, da])), "23|41": tr(E([bc, cd]) @ E([da, ab])),
+                        "12|3|4": tr(E([ab, bc]) @ m[cd] @ m[da]),
+                        "23|1|4": tr(E([bc, cd]) @ m[da] @ m[ab]),
+                        "34|1|2": tr(E([cd, da]) @ m[ab] @ m[bc]),
+                        "41|2|3": tr(E([da, ab]) @ m[bc] @ m[cd]),
+                        "1|2|3|4": tr(m[ab] @ m[bc] @ m[cd] @ m[da]),
+                    }
+                    # E[X1 (x) X3] = mu_ab (x) mu_cd + sum_j A_j,ab (x) A_j,cd (kappa2 = 1)
+                    a_ab, a_bc, a_cd, a_da = A[:, a, b], A[:, b, c], A[:, c, d], A[:, d, a]
+                    t["13|2|4"] = t["1|2|3|4"] + np.einsum("jpq,qr,jrs,sp->", a_ab, m[bc], a_cd, m[da])
+                    t["24|1|3"] = t["1|2|3|4"] + np.einsum("pq,jqr,rs,jsp->", m[ab], a_bc, m[cd], a_da)
+                    e13 = np.einsum("pq,rs->pqrs", m[ab], m[cd]) + np.einsum("jpq,jrs->pqrs", a_ab, a_cd)
+                    e24 = np.einsum("qr,sp->qrsp", m[bc], m[da]) + np.einsum("jqr,jsp->qrsp", a_bc, a_da)
+                    t["13|24"] = np.einsum("pqrs,qrsp->", e13, e24)
+                    for j, (label, _) in enumerate(PARTITIONS4):
+                        terms[j, i, a, b] = t[label] / npp4
+                    c4[i, a, b] = self.kappa4 * np.einsum(
+                        "jpq,jqr,jrs,jsp->", A[:, a, b], A[:, b, c], A[:, c, d], A[:, d, a]) / npp4
+        return terms, c4
+
+
+def _partial_partitions(items):
+    """All partitions of all subsets of ``items`` into blocks (each a tuple), including the empty one."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in _partial_partitions(rest):
+        yield part                                            # first not used
+        yield [(first,)] + part                               # first alone
+        for k in range(len(part)):
+            yield part[:k] + [(first,) + part[k]] + part[k + 1:]

@@ -7,7 +7,7 @@ from ..run.mpi import limit_blas_threads
 from .common import blas_line
 from .cost import bench_cost
 from .engine import bench_engine, bench_observables, bench_small_sizes
-from .order4 import bench_order4
+from .cutpairs import bench_cutpairs
 from .scheduling import bench_scheduling
 from .sweep import bench_sweep
 
@@ -37,7 +37,7 @@ def main(argv=None):
     if not args.skip_scheduling:
         bench_scheduling(jobs_dir=args.jobs)
     if not args.skip_order4:
-        bench_order4()
+        bench_cutpairs()
     if not args.skip_cost:
         bench_cost()
 

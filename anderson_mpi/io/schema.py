@@ -183,7 +183,7 @@ def layout_of_file(f, path="result file"):
                   cut_slices=np.asarray(group["cut_slices"][...], np.int64).reshape(-1),
                   m3_split=bool(run.get("m3_split", False)),
                   pair_slices=np.asarray(group["pair_slices"][...], np.int64).reshape(-1, 2),
-                  transport=model == "anderson")
+                  transport=model == "anderson", pair_schedule=run.get("cuts4_schedule", "half"))
 
 
 def fields_in_file(f, path):

@@ -78,8 +78,8 @@ class SampleWork:
     """One sample's mode matrices and the intermediate results its groups share.
 
     ``phi_k`` (the transverse Fourier copy of Phi) is made on first use; ``k_total`` (sum of the
-    slice Grams), ``g2_left``/``g2_right`` (factors of (G^2)~) and ``g_aa_lower`` are set by the
-    steps that compute them. ``keep_phi_k``: a later consumer (the next sample of the block)
+    slice Grams), ``mean_k`` (this sample's k-orbit sums of G~_ab), ``g2_left``/``g2_right``
+    (factors of (G^2)~) and ``g_aa_lower`` are set by the steps that compute them. ``keep_phi_k``: a later consumer (the next sample of the block)
     still needs ``phi_k``, so the g2 step must not overwrite it.
     """
 
@@ -91,6 +91,7 @@ class SampleWork:
         self.k_total = None
         self.g2_left = self.g2_right = None
         self.g_aa_lower = None
+        self.mean_k = None
         self.keep_phi_k = False
 
     @cached_property

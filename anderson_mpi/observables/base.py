@@ -110,7 +110,8 @@ class BaseGroup:
 
     @staticmethod
     def mean_k(work, state):
-        return {"mean_k": kdiag_orbit_sums(work.phi_k, work.phi_k, work.layout, work.s)}
+        work.mean_k = kdiag_orbit_sums(work.phi_k, work.phi_k, work.layout, work.s)
+        return {"mean_k": work.mean_k}
 
     @staticmethod
     def g2(work, state):

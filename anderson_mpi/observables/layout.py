@@ -80,6 +80,9 @@ class Layout:
         Also the coinciding-slice fields of m3 (group ``m3_split``).
     pair_slices : ndarray (n_pairs, 2), int
         The fixed slices (c, d) of each fourth-order cut pair (group ``cut_pairs``).
+    pair_schedule : str
+        Which samples of a block compute the optional products of the cut pairs
+        (`anderson_mpi.observables.cutpairs.SCHEDULES`).
     transport : bool
         The sample has scattering amplitudes (the Anderson model), so the transport fields exist.
     """
@@ -93,6 +96,7 @@ class Layout:
     m3_split: bool = False
     pair_slices: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     transport: bool = True
+    pair_schedule: str = "half"
 
     @property
     def n_perp(self):
@@ -147,19 +151,22 @@ class LayoutSize:
     n_pairs: int = 0
     m3_split: bool = False
     transport: bool = True
+    pair_schedule: str = "half"
 
     @property
     def n_perp(self):
         return self.Ny * self.Nz
 
 
-def make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=False, cuts4=(), transport=True):
+def make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=False, cuts4=(), transport=True,
+                cuts4_schedule="half"):
     """The `Layout` of a sample shape, hopping (for the orbits) and the run's observable options."""
     orbit_index, orbit_size = k_orbits(Ny, Nz, hopping)
     return Layout(int(Nx), int(Ny), int(Nz), orbit_index, orbit_size, cut_slices(Nx, cuts),
-                  bool(m3_split), pair_slices(Nx, cuts4), bool(transport))
+                  bool(m3_split), pair_slices(Nx, cuts4), bool(transport), str(cuts4_schedule))
 
 
-def layout_for(setup, cuts, m3_split=False, cuts4=()):
+def layout_for(setup, cuts, m3_split=False, cuts4=(), cuts4_schedule="half"):
     """The `Layout` of a `anderson_mpi.system.ScatteringSetup` (built once per run)."""
-    return make_layout(*setup.shape, setup.hopping, cuts, m3_split, cuts4)
+    return make_layout(*setup.shape, setup.hopping, cuts, m3_split, cuts4,
+                       cuts4_schedule=cuts4_schedule)

@@ -19,6 +19,8 @@ Keys of every model:
                                   # fine; a channel at a band edge or no open channel is refused)
     cuts = [0.23, 0.5]            # third order: fixed slice fractions z in [0, 1]
     cuts4 = [[0.25, 0.75]]        # fourth order: fixed slice pairs (c, d) by fraction (default none)
+    cuts4_schedule = "half"       # which samples compute the optional order-four products:
+                                  # "half" (default), "quarter" (cheaper), "full" (every sample)
     solver = "transfer"           # "transfer" or "petsc"
     petsc_group_size = 1          # ranks per sample with solver = "petsc"
     m3_split = false              # also the coinciding-slice part of m3 (about one recursion more)
@@ -75,6 +77,7 @@ DEFAULTS = {
     "e_minus": -0.2,
     "cuts": [0.23, 0.5],
     "cuts4": [],
+    "cuts4_schedule": "half",
     "m3_split": False,
     "solver": "transfer",
     "petsc_group_size": 1,
@@ -93,7 +96,7 @@ DEFAULTS = {
 REQUIRED = ("geometry", "sizes")
 MODELS = ("anderson", "qssep", "dephasing")
 COMMON_KEYS = ("name", "model", "geometry", "sizes", "samples", "block_size", "seed", "cuts",
-               "cuts4", "m3_split", "memory_per_rank", "output", "analysis")
+               "cuts4", "cuts4_schedule", "m3_split", "memory_per_rank", "output", "analysis")
 MODEL_KEYS = {
     "anderson": ("transverse", "W", "hopping", "e_plus", "e_minus", "solver", "petsc_group_size",
                  "unitarity_tol"),
@@ -139,6 +142,7 @@ class Run:
     boundary_rate: object = None
     dt: object = None
     relax_time: object = None
+    cuts4_schedule: str = "half"
 
     @property
     def shape(self):
@@ -332,8 +336,12 @@ def _observables(cfg):
             raise PlanError(f"cuts4: every fraction must lie in [0, 1], got {pair}")
     if not isinstance(cfg["m3_split"], bool):
         raise PlanError(f"m3_split: expected true or false, got {cfg['m3_split']!r}")
+    from ..observables.cutpairs import SCHEDULES
+    if cfg["cuts4_schedule"] not in SCHEDULES:
+        raise PlanError(f"cuts4_schedule: expected one of {', '.join(map(repr, SCHEDULES))}, "
+                        f"got {cfg['cuts4_schedule']!r}")
     return {"cuts": tuple(cuts), "cuts4": tuple(tuple(float(z) for z in pair) for pair in cuts4),
-            "m3_split": cfg["m3_split"]}
+            "m3_split": cfg["m3_split"], "cuts4_schedule": cfg["cuts4_schedule"]}
 
 
 def _physics(cfg):

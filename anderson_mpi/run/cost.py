@@ -69,7 +69,7 @@ def run_layout(run):
     hopping = run.hopping if len(run.hopping or ()) == 3 else (1.0, 0.0, 0.0)
     return LayoutSize(Nx=run.Nx, Ny=run.Ny, Nz=run.Nz, n_orbits=_orbit_count(run.Ny, run.Nz, hopping),
                       n_cuts=len(run.cuts), n_pairs=len(run.cuts4), m3_split=run.m3_split,
-                      transport=run.model == "anderson")
+                      transport=run.model == "anderson", pair_schedule=run.cuts4_schedule)
 
 
 def mode_columns(run):

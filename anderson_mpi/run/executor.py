@@ -68,11 +68,12 @@ def make_context(run, group_comm=None, blas_threads=1):
     """The `RunContext` of ``run`` (``group_comm``: the ranks sharing one sample)."""
     if run.model == "anderson":
         setup = ScatteringSetup.build(run.shape, run.hopping, run.e_plus, run.e_minus)
-        layout = layout_for(setup, run.cuts, run.m3_split, run.cuts4)
+        layout = layout_for(setup, run.cuts, run.m3_split, run.cuts4, run.cuts4_schedule)
     else:
         setup = model_setup(run)
         hopping = run.hopping if len(run.hopping or ()) == 3 else (1.0, 0.0, 0.0)
-        layout = make_layout(*run.shape, hopping, run.cuts, run.m3_split, run.cuts4, transport=False)
+        layout = make_layout(*run.shape, hopping, run.cuts, run.m3_split, run.cuts4, transport=False,
+                             cuts4_schedule=run.cuts4_schedule)
     engine = make_engine(run.engine, setup, group_comm)
     limit_blas_threads(blas_threads)  # an engine may load a BLAS of its own (PETSc: the system one)
     return RunContext(run=run, setup=setup, layout=layout, engine=engine, fields=block_fields(layout))
