@@ -437,6 +437,17 @@ def _distinct4(nx, c, d):
     return (a != b) & (a != c) & (a != d) & (b != c) & (b != d) & (c != d)
 
 
+SEPARATIONS = (1, 2, 3, 4)
+
+
+def _min_separation(nx, c, d):
+    """(Nx, Nx): the smallest distance between two of the slices a, b, c, d of each point (a, b)."""
+    a, b = np.meshgrid(np.arange(nx), np.arange(nx), indexing="ij")
+    dist = [np.abs(a - b), np.abs(a - c), np.abs(a - d), np.abs(b - c), np.abs(b - d),
+            np.full_like(a, abs(c - d))]
+    return np.min(dist, axis=0)
+
+
 def cumulants4(M, n_perp, pair_slices):
     """Fourth cumulant C4(a, b, c, d) on the cut pairs, its partition terms and diagnostics.
 
@@ -461,7 +472,9 @@ def cumulants4(M, n_perp, pair_slices):
         ``C4 + [13|24] - [13|2|4] - [24|1|3] + [1|2|3|4]``); ``cross_ratio``, ``free_ratio``
         (n_pairs,): ``||C4_cross|| / ||C4||`` and ``||C4_free - C4|| / ||C4||`` over the points with
         a, b, c, d pairwise distinct, a U(1) / contact diagnostic (docs/theory.md §7.2): both
-        vanish there for any U(1)-invariant ensemble, free or not.
+        vanish there for any U(1)-invariant ensemble, free or not; ``cross_ratio_by_separation``
+        (n_pairs, len(SEPARATIONS)): the crossing ratio over the points whose four slices are at
+        least 1, 2, 3, 4 apart.
     """
     values = np.asarray(M["c4_terms"])
     counts = np.asarray(np.real(M["c4_counts"]), dtype=float).reshape(-1)
@@ -484,6 +497,17 @@ def cumulants4(M, n_perp, pair_slices):
             ratio_cross[i] = np.linalg.norm(cross.real[i][bulk]) / norm
             ratio_free[i] = np.linalg.norm((c4_free - c4).real[i][bulk]) / norm
     out["cross_ratio"], out["free_ratio"] = ratio_cross, ratio_free
+    # the same diagnostic against the smallest separation of the four slices (1, 2, ...,
+    # SEPARATIONS): it must fall once the separation exceeds the mean free path
+    by_sep = np.full((len(pairs), len(SEPARATIONS)), np.nan)
+    for i, (c, d) in enumerate(pairs):
+        sep = _min_separation(nx, c, d)
+        for j, minimum in enumerate(SEPARATIONS):
+            points = sep >= minimum
+            norm = np.linalg.norm(c4.real[i][points])
+            if points.any() and norm > 0:
+                by_sep[i, j] = np.linalg.norm(cross.real[i][points]) / norm
+    out["cross_ratio_by_separation"] = by_sep
     return out
 
 

@@ -4,9 +4,7 @@
 `analysis.estimators.run_estimates`.)
 * `g4_shape_on_pair`: ``g4^Q(x_a, x_b, x_c, x_d; dn = 1)`` for all (a, b) (paper eq. (6) at n = 4,
   arguments in the cyclic order of ``E[G_ab G_bc G_cd G_da]^c``; `analysis.qssep.g`).
-* `fit_dn4`: ordinary least squares (equal weights, docs/theory.md §10) of ``Re g4 = t g4^Q(.; 1)`` over all
-  (a, b) with a, b, c, d pairwise distinct, all cut pairs together; ``dn4 = sign(t) |t|^(1/4)``.
-  `jk_fit_dn4` pushes it through the jackknife replicates.
+(The fits, free against classical, are `analysis.free_classical`.)
 * Figures (matplotlib Agg; functions of arrays, not of the report object):
   `fig_g4_lines` (g4 along lines of a cut pair for every size, dashed QSSEP, as fig3e does for
   g3) and `fig_crossing_map` (maps of g4, of the crossing term and of their ratio).
@@ -19,8 +17,7 @@ import numpy as np
 
 from . import qssep
 
-__all__ = ["g4_shape_on_pair", "qssep_g4", "distinct_mask", "fit_dn4", "jk_fit_dn4",
-           "fig_g4_lines", "fig_crossing_map"]
+__all__ = ["g4_shape_on_pair", "qssep_g4", "fig_g4_lines", "fig_crossing_map"]
 
 
 def g4_shape_on_pair(x, c, d):
@@ -40,51 +37,6 @@ def qssep_g4(points, dn4):
     return float(np.sign(dn4) * abs(dn4) ** 4) * qssep.g(4, points, 1.0)
 
 
-def distinct_mask(nx, c, d):
-    """(a, b) with a, b, c, d pairwise distinct: the points a fit uses (coinciding slices carry
-    contact terms QSSEP does not model)."""
-    a, b = np.meshgrid(np.arange(nx), np.arange(nx), indexing="ij")
-    return (a != b) & (a != c) & (a != d) & (b != c) & (b != d) & (c != d)
-
-
-def fit_dn4(x, g4, pair_slices):
-    """``Re g4(a, b, c, d) = t g4^Q(x_a, x_b, x_c, x_d; 1)``, ordinary least squares.
-
-    Parameters
-    ----------
-    x : (Nx,) slice coordinates
-    g4 : (n_pairs, Nx, Nx) real part of the rescaled cumulant
-    pair_slices : (n_pairs, 2)
-
-    Returns
-    -------
-    dict
-        ``dn4`` (``sign(t) |t|^(1/4)``), ``dn4_pow4`` (= t), ``rel_residual``
-        (``||g4 - t g4^Q|| / ||g4||`` over the fitted points), ``n_points``.
-    """
-    ys, fs = [], []
-    pairs = np.asarray(pair_slices, dtype=np.int64).reshape(-1, 2)
-    for i, (c, d) in enumerate(pairs):
-        keep = distinct_mask(len(x), c, d)
-        ys.append(np.asarray(g4[i], float)[keep])
-        fs.append(g4_shape_on_pair(x, c, d)[keep])
-    y = np.concatenate(ys) if ys else np.zeros(0)
-    f = np.concatenate(fs) if fs else np.zeros(0)
-    ff = float(f @ f)
-    if len(y) == 0 or ff == 0.0 or not np.all(np.isfinite(y)):
-        return {"dn4": np.nan, "dn4_pow4": np.nan, "rel_residual": np.nan, "n_points": float(len(y))}
-    t = float(f @ y) / ff
-    norm = float(np.linalg.norm(y))
-    return {"dn4": float(np.sign(t) * abs(t) ** 0.25), "dn4_pow4": t,
-            "rel_residual": float(np.linalg.norm(y - t * f)) / norm if norm > 0 else np.nan,
-            "n_points": float(len(y))}
-
-
-def jk_fit_dn4(est, x, pair_slices):
-    """dn^(4) of one run from its `Replicated` estimates (bias-corrected, jackknife error)."""
-    return est["g4"].map(lambda g4: fit_dn4(x, g4, pair_slices))
-
-
 # --- figures -------------------------------------------------------------------------------------
 
 def _plt():
@@ -92,6 +44,11 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def _distinct(nx, c, d):
+    a, b = np.meshgrid(np.arange(nx), np.arange(nx), indexing="ij")
+    return (a != b) & (a != c) & (a != d) & (b != c) & (b != d) & (c != d)
 
 
 def _nearest(x, target):
@@ -175,7 +132,7 @@ def fig_crossing_map(x, g4, g4_cross, c, d, dn4=np.nan, title=None):
     ext = [x[0] - h, x[-1] + h, x[-1] + h, x[0] - h]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, arr, name in ((axes[0], g4, "$g_4$ (all 15 partitions)"),
-                          (axes[1], g4_cross, "crossing {13}{24} (own scale)")):
+                          (axes[1], g4_cross, "crossing term {13}{24} (own scale)")):
         vmax = float(np.nanmax(np.abs(arr))) or 1.0  # each its own scale: the crossing is tiny
         im = ax.imshow(arr, extent=ext, cmap="RdBu_r", vmin=-vmax, vmax=vmax, interpolation="nearest")
         fig.colorbar(im, ax=ax, shrink=0.85)
@@ -185,12 +142,14 @@ def fig_crossing_map(x, g4, g4_cross, c, d, dn4=np.nan, title=None):
             x[:, None], x[None, :], x[c], x[d]), axis=-1), float(dn4)),
             levels=7, colors="k", linestyles="dashed", linewidths=0.6)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(distinct_mask(nx, c, d), g4_cross / np.abs(g4), np.nan)
+        ratio = np.where(_distinct(nx, c, d), g4_cross / np.abs(g4), np.nan)
     finite = np.abs(ratio[np.isfinite(ratio)])
     lim = max(float(np.percentile(finite, 90)), 1e-3) if finite.size else 1.0
     im = axes[2].imshow(ratio, extent=ext, cmap="PuOr", vmin=-lim, vmax=lim, interpolation="nearest")
     fig.colorbar(im, ax=axes[2], shrink=0.85, extend="both")
-    axes[2].set_title("crossing / |g4| (a, b, c, d distinct; colors clipped)", fontsize=10)
+    axes[2].set_title("crossing / |g4| at distinct slices: U(1) makes it vanish for any ensemble,\n"
+                      "free or classical (a contact diagnostic, not a freeness test; colors clipped)",
+                      fontsize=8)
     for ax in axes:
         ax.set_xlabel("$y$ (slice b)")
         ax.set_ylabel("$x$ (slice a)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fits, order4, transport
+from . import fits, free_classical, transport
 from .estimators import run_estimates
 from .io import ESTIMATES_FILE, ResultsError, RunFields, discover
 from .windows import GRID, Window, WindowError, options_from_job_toml
@@ -197,8 +197,9 @@ def resolve_window(datas, drop_slices=None, drop_diagonal=None):
 def _analyze_run(data, window):
     est = run_estimates(data)
     run_fits = fits.run_fits(est, data.x, data.cut_slices, len(data.done), window, GRID)
-    if len(data.pair_slices):  # fourth order: OLS over (a, b) with a, b, c, d distinct
-        run_fits["dn4"] = order4.jk_fit_dn4(est, data.x, data.pair_slices)
+    if len(data.pair_slices):  # fourth order: free against classical (docs/theory.md §7.3)
+        run_fits["g4"] = free_classical.run_g4_fits(est, data.x, data.pair_slices, window, GRID)
+        run_fits["dn4"] = run_fits["g4"]["free"]
     return RunResult(path=data.path, run=data.run, samples=data.samples,
                      samples_planned=data.samples_planned, blocks_done=len(data.done),
                      n_blocks=data.n_blocks, complete=data.complete, x=data.x,
@@ -365,12 +366,24 @@ def run_summary(r):
     out["cut_slices"] = [int(c) for c in r.cut_slices]
     out["cut_x"] = [_num(r.x[c]) for c in r.cut_slices]
     if r.has_order4:
-        out.update(_pair(f["dn4"], "dn4"))
-        out["dn4_rel_residual"] = _num(f["dn4"].full["rel_residual"])
-        out["dn4_n_points"] = int(f["dn4"].full["n_points"])
+        g4 = f["g4"]
+        out.update(_pair(g4["free"], "dn4"))
+        out["dn4_rel_residual"] = _num(g4["free"].full["rel_residual"])
+        out["dn4_n_points"] = int(g4["free"].full["n_points"])
+        out.update(_pair(g4["classical"], "dn4", "dn4_classical"))
+        out["dn4_classical_rel_residual"] = _num(g4["classical"].full["rel_residual"])
+        out.update(_pair(g4["asymmetry"], "ratio", "g4_asymmetry_ratio"))
+        out.update(_pair(g4["asymmetry"], "ratio_sym", "g4_asymmetry_ratio_sym"))
+        out["g4_asymmetry_n_pairs"] = int(g4["asymmetry"].full["n_asym"])
+        rows, ranges = free_classical.g4_window_rows(g4)
+        out["g4_window_grid"] = rows
+        out.update(ranges)
         for key in ("cross_ratio", "free_ratio"):
             out[f"c4_{key}"] = [_num(v) for v in np.atleast_1d(r.value[key])]
             out[f"c4_{key}_err"] = [_num(v) for v in np.atleast_1d(r.error[key])]
+        out["c4_cross_ratio_by_separation"] = [[_num(v) for v in row] for row in r.value["cross_ratio_by_separation"]]
+        out["c4_cross_ratio_by_separation_err"] = [[_num(v) for v in row]
+                                                   for row in r.error["cross_ratio_by_separation"]]
         out["pair_slices"] = [[int(c), int(d)] for c, d in r.pair_slices]
         out["pair_x"] = [[_num(r.x[c]), _num(r.x[d])] for c, d in r.pair_slices]
     return out
@@ -508,12 +521,23 @@ def build_summary(an):
             "m3_split": "m3_coinciding = sum of C3 over index triples with two equal slices "
                         "(3 S2 - 2 S3), m3_distinct = m3 - m3_coinciding; only with the optional "
                         "fields diag_tr_g_g2, diag_tr_g3, diag_kdiag_aa_ac",
-            "dn4": "Re g4 = dn4^4 g4^Q(x_a, x_b, x_c, x_d) on the cut pairs (c, d), OLS over (a, b) "
-                   "with a, b, c, d distinct (every point once; signed fourth root); g4 = N^3 C4 "
-                   "(cube), Nx^-3 C4 (quasi-1d)",
+            "dn4": "Re g4 = dn4^4 g4^Q(x_a, x_b, x_c, x_d) (the free shape: QSSEP) on the cut pairs "
+                   "(c, d), OLS over the window's points (a, b) (all four slices kept and pairwise "
+                   "more than D apart; every point once; signed fourth root); g4 = N^3 C4 (cube, "
+                   "chain), Nx^-3 C4 (quasi-1d); dn4_classical: the same with the classical shape "
+                   "(all 15 partitions; docs/theory.md §7.3)",
+            "g4_asymmetry_ratio": "the loop-order asymmetry g4(adjacent) - g4(opposite) in units of "
+                                  "the free prediction at the data's own amplitude, R = beta / alpha "
+                                  "of g4 = alpha C + beta X (C classical, X the crossing product): "
+                                  "free 1, classical 0, no fitted dn (analysis.free_classical)",
+            "g4_window_grid": "dn4 (free, classical) and the asymmetry ratio for K, D = 0, 1, 2",
             "c4_cross_ratio": "per cut pair: ||crossing term {13}{24}|| / ||C4|| over (a, b) with "
-                              "a, b, c, d distinct (C4 holds the crossing with weight -1); "
-                              "c4_free_ratio: the same for C4 - free cumulant (NC(4) weights)",
+                              "a, b, c, d distinct; c4_free_ratio: the same for C4 - free cumulant. "
+                              "A U(1) / contact diagnostic: at pairwise distinct slices every proper "
+                              "partition vanishes for ANY U(1)-invariant ensemble, free or classical "
+                              "(docs/theory.md §7.2); not a test of freeness. "
+                              "c4_cross_ratio_by_separation: the crossing ratio over the points "
+                              "whose slices are at least 1, 2, 3, 4 apart",
             "m_exponents": "weighted log-log fit of |m| vs N (or Nx), independent runs; "
                            "*_sign is the sign of sum(m)",
             "transport": "Ohm's law over the sizes (OLS), " + transport.MFP_FORMULA,
@@ -723,14 +747,20 @@ def format_table(summary):
                              f"coinciding={_pm(s['m3_coinciding'], s['m3_coinciding_err'], 3)}")
     if any("dn4" in s for s in summary["runs"]):
         lines.append("")
-        lines.append("Fourth order on cut pairs (dn4: OLS of Re g4 = dn4^4 g4^Q over a, b, c, d "
-                     "distinct; crossing = ||{13}{24}|| / ||C4||, QSSEP: no leading weight):")
+        lines.append("Fourth order on cut pairs, free (QSSEP) against classical: one amplitude each, "
+                     "OLS over the window; R = loop-order asymmetry in units of the free prediction "
+                     "(free 1, classical 0); crossing = ||{13}{24}|| / ||C4|| at distinct slices, a "
+                     "U(1)/contact diagnostic (vanishes for any U(1)-invariant ensemble):")
         for s in summary["runs"]:
             if "dn4" in s:
                 pairs = ", ".join(f"({c:.2f}, {d:.2f}) crossing {_pm(v, e, 2)}" for (c, d), v, e in
                                   zip(s["pair_x"], s["c4_cross_ratio"], s["c4_cross_ratio_err"]))
                 lines.append(f"  {_who(s):<30} "
-                             f"dn4={_pm(s['dn4'], s['dn4_err'], 3)} rel.res={_pm(s['dn4_rel_residual'], None, 2)}"
+                             f"free: dn4={_pm(s['dn4'], s['dn4_err'], 3)} rel.res="
+                             f"{_pm(s['dn4_rel_residual'], None, 2)}   classical: dn4="
+                             f"{_pm(s['dn4_classical'], s['dn4_classical_err'], 3)} rel.res="
+                             f"{_pm(s['dn4_classical_rel_residual'], None, 2)}   R="
+                             f"{_pm(s['g4_asymmetry_ratio'], s['g4_asymmetry_ratio_err'], 3)}"
                              f"  pairs z = {pairs}")
     if f["transport"]:
         lines.append("")

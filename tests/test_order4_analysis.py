@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 
 from analysis import qssep
-from analysis.estimators import jackknife
-from analysis.order4 import (distinct_mask, fig_crossing_map, fig_g4_lines, fit_dn4, g4_shape_on_pair,
-                             jk_fit_dn4)
+from analysis.order4 import fig_crossing_map, fig_g4_lines, g4_shape_on_pair
 
 
 from helpers import eq5, integral_unit_cube
@@ -64,37 +62,6 @@ def test_integral_of_g4(dn):
     assert abs(integral_unit_cube(lambda x: eq5(3, x[:, :3], dn), 4)) < 1e-15
     value = integral_unit_cube(lambda x: qssep.g(4, x, dn), 4)
     assert value == pytest.approx(-dn**4 / 720, rel=1e-13)
-
-
-def test_fit_dn4_recovers_a_planted_value():
-    nx = 12
-    x = (np.arange(nx) + 0.5) / nx
-    pairs = np.array([[2, 8], [9, 3]])
-    rng = np.random.default_rng(8)
-    for dn in (1.6, -0.9):
-        g4 = np.stack([dn**4 * g4_shape_on_pair(x, c, d) for c, d in pairs])
-        g4 = g4 + 1e-4 * rng.normal(size=g4.shape)
-        for i, (c, d) in enumerate(pairs):  # garbage where indices coincide: must not enter
-            g4[i][~distinct_mask(nx, c, d)] = 1e3
-        fit = fit_dn4(x, g4, pairs)
-        assert fit["dn4"] == pytest.approx(abs(dn), rel=1e-2)  # dn^4 > 0: the sign is not seen
-        assert fit["dn4_pow4"] == pytest.approx(dn**4, rel=1e-2)
-        assert fit["n_points"] == 2 * (nx - 2) * (nx - 3) and fit["rel_residual"] < 0.05
-    # a negative amplitude gives a negative dn4 (t = dn4^4 with its sign kept)
-    neg = fit_dn4(x, -np.stack([g4_shape_on_pair(x, c, d) for c, d in pairs]), pairs)
-    assert neg["dn4"] == pytest.approx(-1.0) and neg["dn4_pow4"] == pytest.approx(-1.0)
-    assert np.isnan(fit_dn4(x, np.zeros((1, nx, nx)), [[4, 4]])["dn4"])  # c = d: no point
-
-
-def test_jackknifed_fit(rng):
-    nx = 6
-    x = (np.arange(nx) + 0.5) / nx
-    pairs = np.array([[1, 4]])
-    truth = 1.2**4 * g4_shape_on_pair(x, 1, 4)[None]
-    blocks = truth[None] + 1e-3 * rng.normal(size=(20,) + truth.shape)
-    est = jackknife(blocks * 5, [5] * 20, lambda m: {"g4": m})
-    fit = jk_fit_dn4(est, x, pairs)
-    assert 0 < fit.error["dn4"] < 0.01 and abs(fit.value["dn4"] - 1.2) < 5 * fit.error["dn4"]
 
 
 def test_figures(tmp_path):
