@@ -1,5 +1,5 @@
-"""``python -m analysis RESULTS_DIR``: summary.json, comparison.md, figures (with the data
-behind each) and the summary table.
+"""``python -m analysis RESULTS_DIR [RESULTS_DIR ...] [--out DIR]``: summary.json, comparison.md,
+figures (with the data behind each) and the summary table.
 
 Exit status 0 on success; 2 (and a message naming the missing or incomplete runs, no
 traceback) when the directory is missing, holds no result files or holds incomplete runs
@@ -33,7 +33,11 @@ def _count(text):
 def main(argv=None):
     parser = _Parser(prog="python -m analysis",
                      description="Cumulants, QSSEP fits and figures of an anderson_mpi results directory.")
-    parser.add_argument("results", help="directory of result files (*.h5), e.g. results/demo")
+    parser.add_argument("results", nargs="+",
+                        help="directories of result files (*.h5), e.g. results/demo; several are "
+                             "analysed together (e.g. an Anderson job and a simulated QSSEP job)")
+    parser.add_argument("--out", help="where summary.json, estimates.h5, comparison.md and figures/ "
+                                      "go (default: the first results directory)")
     parser.add_argument("--allow-incomplete", action="store_true",
                         help="analyse the done blocks of incomplete runs (and skip unreadable files)")
     parser.add_argument("--drop-slices", type=_count, metavar="K",
@@ -54,8 +58,11 @@ def main(argv=None):
     from .report import analyze, format_table, write_estimates, write_summary
 
     try:
+        if args.out is not None:
+            from pathlib import Path
+            Path(args.out).mkdir(parents=True, exist_ok=True)
         an = analyze(args.results, allow_incomplete=args.allow_incomplete,
-                     drop_slices=args.drop_slices, drop_diagonal=args.drop_diagonal)
+                     drop_slices=args.drop_slices, drop_diagonal=args.drop_diagonal, out=args.out)
     except ResultsError as err:
         sys.stderr.write(f"analysis: error: {err}\n")
         return EXIT_BAD_INPUT

@@ -778,6 +778,99 @@ def fig_g4_crossing(an, rec):
                                          f"crossing term (a U(1)/contact diagnostic)")
 
 
+def _model_groups(an):
+    """The Anderson cube group nearest W = 6 and the simulated QSSEP chain group, and their
+    common sizes (at most the three largest)."""
+    anderson = an.groups_of("cube")
+    chains = an.groups_of("chain", model="qssep")
+    if not anderson or not chains:
+        raise Skip("needs Anderson cube runs and simulated QSSEP chain runs analysed together "
+                   "(python -m analysis DIR_ANDERSON DIR_QSSEP --out DIR)")
+    a = min(anderson, key=lambda g: (abs(g.W - MAIN_W), -len(g.runs)))
+    q = max(chains, key=lambda g: len(g.runs))
+    common = sorted(set(a.sizes) & set(q.sizes))
+    if not common:
+        raise Skip(f"no common size of {a.label} ({a.sizes}) and {q.label} ({q.sizes})")
+    return a, q, common[-3:]
+
+
+def fig_models_overlay(an, rec):
+    """Anderson (cube, W nearest 6), simulated QSSEP (chain) and QSSEP theory at equal N: g2 at
+    y ~ 0.3 and 0.7, g3 at z ~ 0.5 (y ~ 0.25), and g4 on the first cut pair (y ~ 0.5) where both
+    have it; each data set divided by its own headline dn^(n) (dn^n), so that one theory curve
+    (dn = 1) serves both and what differs is the shape at finite N (docs/theory.md §12)."""
+    a, q, sizes = _model_groups(an)
+    groups = {"anderson": a, "qssep": q}
+    by_size = {key: {r.Nx: r for r in g.runs} for key, g in groups.items()}
+    with_g4 = all(by_size[key][N].has_order4 for key in groups for N in sizes)
+    rows = 3 if with_g4 else 2
+    fig, axes = plt.subplots(rows, len(sizes), figsize=(4.6 * len(sizes), 3.6 * rows), squeeze=False)
+    styles = {"anderson": dict(color="tab:blue", marker="o", label=f"Anderson {a.label}"),
+              "qssep": dict(color="tab:red", marker="s", label=f"simulated {q.label}")}
+    grid = _grid()
+    for col, N in enumerate(sizes):
+        for key, g in groups.items():
+            r = by_size[key][N]
+            st = styles[key]
+            dn2 = r.fit2.value["dn2"]
+            for y in (0.3, 0.7):
+                b = _nearest(r.x, y)
+                keep = np.arange(r.Nx) != b
+                v, e = r.value["g2"][:, b] / dn2**2, r.error["g2"][:, b] / dn2**2
+                _points(axes[0, col], rec, r.x, v, e, st["color"], keep=keep, marker=st["marker"],
+                        label=f"{st['label']} (dn2 = {dn2:.3g})" if y == 0.3 else None,
+                        panel=f"g2_N{N}", series=f"{g.model}_y{r.x[b]:.3f}", N=N, y=r.x[b])
+            if r.fits["dn3"] is not None and len(r.cut_slices):
+                dn3 = r.fit3.value["dn3"]
+                i, c = _nearest_cut(r, 0.5)
+                b = _nearest(r.x, 0.25)
+                keep = np.array([k not in (b, c) for k in range(r.Nx)])
+                v, e = r.value["g3"][i][:, b] / dn3**3, r.error["g3"][i][:, b] / dn3**3
+                _points(axes[1, col], rec, r.x, v, e, st["color"], keep=keep, marker=st["marker"],
+                        label=f"{g.model} (dn3 = {dn3:.3g})", panel=f"g3_N{N}", series=g.model, N=N,
+                        y=r.x[b], z=r.x[c])
+            if with_g4:
+                dn4 = r.fits["dn4"].value["dn4"]
+                c, d = (int(v) for v in r.pair_slices[0])
+                b = _nearest(r.x, 0.5)
+                keep = np.array([k not in (b, c, d) for k in range(r.Nx)])
+                scale = dn4**4 if np.isfinite(dn4) and dn4 != 0 else np.nan
+                v, e = r.value["g4"][0][:, b] / scale, r.error["g4"][0][:, b] / abs(scale)
+                _points(axes[2, col], rec, r.x, v, e, st["color"], keep=keep, marker=st["marker"],
+                        label=f"{g.model} (dn4 = {dn4:.3g})", panel=f"g4_N{N}", series=g.model, N=N,
+                        y=r.x[b], z=r.x[c], z2=r.x[d])
+        ref = by_size["qssep"][N]  # the theory curves at the chain's slice coordinates (same N)
+        for y in (0.3, 0.7):
+            yq = ref.x[_nearest(ref.x, y)]
+            _curve(axes[0, col], rec, grid, _qssep_curve_g2(grid, yq, 1.0), panel=f"g2_N{N}", N=N, y=yq,
+                   label="QSSEP (dn = 1)" if y == 0.3 else None)
+        if len(ref.cut_slices):
+            i, c = _nearest_cut(ref, 0.5)
+            yq = ref.x[_nearest(ref.x, 0.25)]
+            _curve(axes[1, col], rec, grid, _qssep_curve_g3(grid, yq, ref.x[c], 1.0), panel=f"g3_N{N}",
+                   N=N, y=yq, z=ref.x[c], label="QSSEP (dn = 1)")
+        if with_g4:
+            from . import order4
+            c, d = (int(v) for v in ref.pair_slices[0])
+            yq = ref.x[_nearest(ref.x, 0.5)]
+            pts = np.stack(np.broadcast_arrays(grid, yq, ref.x[c], ref.x[d]), axis=-1)
+            _curve(axes[2, col], rec, grid, order4.qssep_g4(pts, 1.0), panel=f"g4_N{N}", N=N, y=yq,
+                   z=ref.x[c], z2=ref.x[d], label="QSSEP (dn = 1)")
+        axes[0, col].set_title(f"N = {N}: $g_2 / (\\Delta n^{{(2)}})^2$, y = 0.3, 0.7", fontsize=10)
+        axes[1, col].set_title(f"N = {N}: $g_3 / (\\Delta n^{{(3)}})^3$, z ~ 0.5, y ~ 0.25", fontsize=10)
+        if with_g4:
+            axes[2, col].set_title(f"N = {N}: $g_4 / (\\Delta n^{{(4)}})^4$, y ~ 0.5", fontsize=10)
+        for ax in axes[:, col]:
+            ax.set_xlabel("x")
+            ax.axhline(0, color="0.7", lw=0.5)
+    for ax in axes[:, 0]:
+        ax.legend(fontsize=6)
+    fig.suptitle("Anderson and simulated QSSEP through the same estimators and fits, against QSSEP "
+                 f"theory\n(each divided by its own headline dn; {_window_note(an)})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {
     "fig2_u1_maps": fig2_u1_maps,
     "fig3a_g1": fig3a_g1,
@@ -798,6 +891,7 @@ FIGURES = {
     "fig_g4_lines": fig_g4_lines,
     "fig_g4_crossing": fig_g4_crossing,
     "fig_g4_zero_lines": fig_g4_zero_lines,
+    "fig_models_overlay": fig_models_overlay,
 }
 
 

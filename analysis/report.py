@@ -139,6 +139,7 @@ class Analysis:
     window: Window = Window()
     window_source: str = "defaults"
     summary: dict = None
+    sources: list = field(default_factory=list)  # the result directories analysed
 
     def groups_of(self, geometry, model="anderson"):
         return [g for g in self.groups if g.geometry == geometry and g.model == model]
@@ -268,12 +269,25 @@ def _make_groups(results, notes, window):
     return groups
 
 
-def analyze(directory, allow_incomplete=False, drop_slices=None, drop_diagonal=None):
+def analyze(directory, allow_incomplete=False, drop_slices=None, drop_diagonal=None, out=None):
     """Estimates and fits of every usable run in ``directory`` (raises `ResultsError`).
 
-    ``drop_slices`` / ``drop_diagonal`` (K, D) override the job files' ``[analysis]`` table.
+    ``directory`` may be a list of result directories, analysed together (e.g. an Anderson job
+    and a simulated QSSEP job, for the figures that set them side by side); the outputs go to
+    ``out`` (default: the first directory). ``drop_slices`` / ``drop_diagonal`` (K, D) override
+    the job files' ``[analysis]`` table.
     """
-    datas, notes = discover(directory, allow_incomplete=allow_incomplete)
+    directories = [directory] if isinstance(directory, (str, Path)) else list(directory)
+    datas, notes = [], []
+    try:
+        for d in directories:
+            found, why = discover(d, allow_incomplete=allow_incomplete)
+            datas += found
+            notes += why
+    except ResultsError:
+        for data in datas:
+            data.close()
+        raise
     results = []
     try:
         window, source = resolve_window(datas, drop_slices, drop_diagonal)
@@ -283,8 +297,9 @@ def analyze(directory, allow_incomplete=False, drop_slices=None, drop_diagonal=N
         for data in datas:
             data.close()
     groups = _make_groups(results, notes, window)
-    an = Analysis(directory=Path(directory), runs=results, groups=groups, notes=notes,
-                  window=window, window_source=source)
+    an = Analysis(directory=Path(out if out is not None else directories[0]), runs=results,
+                  groups=groups, notes=notes, window=window, window_source=source,
+                  sources=[str(d) for d in directories])
     an.summary = build_summary(an)
     return an
 
@@ -490,6 +505,7 @@ def build_summary(an):
     per_size = ("model", "geometry", "Nx", "Ny", "Nz", "W")
     return {
         "results_dir": str(an.directory),
+        "results_dirs": list(an.sources),
         "window": dict(w.as_dict(), source=an.window_source),
         "conventions": {
             "x": "(ix + 1/2) / Nx",
