@@ -198,6 +198,8 @@ def resolve_window(datas, drop_slices=None, drop_diagonal=None):
 def _analyze_run(data, window):
     est = run_estimates(data)
     run_fits = fits.run_fits(est, data.x, data.cut_slices, len(data.done), window, GRID)
+    if data.model != "anderson":  # the stochastic models: D from the mean profile
+        run_fits["D_profile"] = est["C1"].map(lambda c1: diffusion_from_profile(c1, data.run))
     if len(data.pair_slices):  # fourth order: free against classical (docs/theory.md §7.3)
         run_fits["g4"] = free_classical.run_g4_fits(est, data.x, data.pair_slices, window, GRID)
         run_fits["dn4"] = run_fits["g4"]["free"]
@@ -208,6 +210,34 @@ def _analyze_run(data, window):
                      value=est.value, error=est.error, window=window, fits=run_fits,
                      n_open=int(data.n_open[0]) if data.n_open else 0,
                      n_open_both=tuple(data.n_open), pair_slices=data.pair_slices)
+
+
+def diffusion_from_profile(c1, run):
+    """The diffusion constant of a driven chain from its mean profile (docs/theory.md §12.2).
+
+    The stationary profile is ``n_i = n_L + dn (i + a)/L``, ``L = N - 1 + a + b``, ``a = D/r_L``,
+    ``b = D/r_R`` (r the boundary rates ``alpha + beta``): the OLS slope ``beta`` of ``C1(i)`` gives
+    ``L = dn/beta`` and ``D = (L - (N - 1)) / (1/r_L + 1/r_R)``. Exact for QSSEP (``D``) and for the
+    dephasing model at large gamma (``2 t^2 / gamma``); at finite gamma it defines D(gamma).
+    """
+    c1 = np.asarray(c1, float)
+    n = len(c1)
+    rate = run["boundary_rate"]
+    r_left, r_right = (rate, rate) if np.isscalar(rate) else rate
+    slope = np.polyfit(np.arange(n), c1, 1)[0]
+    dn = float(run["n_right"]) - float(run["n_left"])
+    D = (dn / slope - (n - 1)) / (1.0 / r_left + 1.0 / r_right) if slope != 0 else np.nan
+    return {"D": D, "slope": slope}
+
+
+def expected_diffusion(run):
+    """QSSEP's D, or the dephasing model's large-gamma value ``2 t^2 / gamma`` (None: Anderson)."""
+    if run.get("model") == "qssep":
+        return float(run["D"])
+    if run.get("model") == "dephasing":
+        t = run["hopping"][0]
+        return 2 * t * t / float(run["gamma"]) if float(run["gamma"]) > 0 else None
+    return None
 
 
 def _group_key(r):
@@ -380,6 +410,11 @@ def run_summary(r):
     out["c3_imag_ratio"] = _num(np.abs(r.value["C3_imag"]).max() / real) if real > 0 else None
     out["cut_slices"] = [int(c) for c in r.cut_slices]
     out["cut_x"] = [_num(r.x[c]) for c in r.cut_slices]
+    if "D_profile" in f:
+        out.update(_pair(f["D_profile"], "D", "D_profile"))
+        out["D_expected"] = _num(expected_diffusion(r.run))
+        out["D_expected_note"] = ("QSSEP: the bulk rate D" if r.model == "qssep" else
+                                  "dephasing: 2 t^2 / gamma, its large-gamma (QSSEP) limit")
     if r.has_order4:
         g4 = f["g4"]
         out.update(_pair(g4["free"], "dn4"))
@@ -547,6 +582,9 @@ def build_summary(an):
                                   "of g4 = alpha C + beta X (C classical, X the crossing product): "
                                   "free 1, classical 0, no fitted dn (analysis.free_classical)",
             "g4_window_grid": "dn4 (free, classical) and the asymmetry ratio for K, D = 0, 1, 2",
+            "D_profile": "the stochastic models: D from the OLS slope of the mean profile C1(i), "
+                         "D = (dn/slope - (N - 1)) / (1/r_L + 1/r_R); D_expected: QSSEP's D or the "
+                         "dephasing model's 2 t^2 / gamma",
             "c4_cross_ratio": "per cut pair: ||crossing term {13}{24}|| / ||C4|| over (a, b) with "
                               "a, b, c, d distinct; c4_free_ratio: the same for C4 - free cumulant. "
                               "A U(1) / contact diagnostic: at pairwise distinct slices every proper "
