@@ -51,6 +51,44 @@ BAD_JOBS = [  # (changes to the job file, extra CLI args, field named in the mes
 ]
 
 
+CHAIN_JOB = """
+name = "chain"
+model = "qssep"
+geometry = "chain"
+sizes = [6]
+samples = 8
+block_size = 4
+cuts = [0.5]
+"""
+
+BAD_CHAIN_JOBS = [  # the stochastic models' keys (docs/theory.md §12)
+    ({"model": '"dephasing"', "gamma": "[-1.0]"}, "gamma"),
+    ({"dt": "0.0"}, "dt"),
+    ({"dt": "-0.1"}, "dt"),
+    ({"n_left": "-0.2"}, "n_left"),
+    ({"n_right": "1.5"}, "n_right"),
+    ({"gamma": "[1.0]"}, "gamma: not a key of model 'qssep'"),
+    ({"model": '"dephasing"', "D": "2.0"}, "D: not a key of model 'dephasing'"),
+    ({"W": "[6.0]"}, "W: not a key of model 'qssep'"),
+    ({"e_plus": "0.3"}, "e_plus: not a key of model 'qssep'"),
+    ({"geometry": '"cube"'}, "geometry"),
+    ({"model": '"brownian"'}, "model"),
+    ({"boundary_rate": '"fast"'}, "boundary_rate"),
+    ({"relax_time": "-1.0"}, "relax_time"),
+    ({"sizes": "[1]"}, "sizes"),
+]
+
+
+@pytest.mark.parametrize("changes, field", BAD_CHAIN_JOBS)
+def test_bad_keys_of_the_stochastic_models_exit_2_with_one_line(tmp_path, changes, field):
+    job = write_job(tmp_path / "bad.toml", text=CHAIN_JOB, **changes)
+    out = tmp_path / "out"
+    proc = run_cli(["run", job, "--out", out])
+    assert proc.returncode == 2, proc.stderr
+    assert field in one_line(proc)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("changes, extra, field", BAD_JOBS)
 def test_bad_input_exits_2_with_one_line(tmp_path, changes, extra, field):
     job = write_job(tmp_path / "bad.toml", **changes)
