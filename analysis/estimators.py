@@ -67,6 +67,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .intervals import interval_sums
+
 __all__ = ["Means", "Replicated", "jackknife", "combine", "cumulants", "m3_split",
            "rescale_power", "run_estimates", "M3_SPLIT_FIELDS"]
 
@@ -378,7 +380,8 @@ def run_estimates(data):
     Adds the rescaled ``g1``, ``g2``, ``g3`` (real part), ``g3_imag`` and the magnitudes
     ``map1_abs``, ``map2_abs`` to the keys of `cumulants`; with fourth-order cut pairs also the
     keys of `cumulants4` and ``g4``, ``g4_imag``, ``g4_cross``, ``g4_free`` (rescaled as
-    `rescale_power` at order 4).
+    `rescale_power` at order 4); with interval sums ``iv_m2`` ... ``iv_m4_distinct_imag``
+    (`analysis.intervals.interval_sums`, over the grid's lengths ``/layout/interval_lengths``).
     """
     geometry, nx = data.geometry, data.Nx
 
@@ -396,6 +399,13 @@ def run_estimates(data):
             scale = rescale_power(geometry, nx, 4)
             for key in ("C4", "C4_imag", "C4_cross", "C4_free"):
                 est["g4" + key[2:]] = est[key] * scale
+        lengths = getattr(data, "interval_lengths", ())
+        if len(lengths):  # m_n(x) on the job's grid of intervals (docs/theory.md §8)
+            sums = interval_sums(M, data.n_perp, data.orbit_size, lengths,
+                                 exact_moments=bool(data.run.get("interval_exact_moments", True)))
+            for key, value in sums.items():
+                if key != "x" and not key.startswith("terms4"):
+                    est["iv_" + key] = value
         return est
 
     return jackknife(data.blocks, data.n_per_block, func, key=str(data.path))

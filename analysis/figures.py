@@ -816,7 +816,7 @@ def fig_models_overlay(an, rec):
             for y in (0.3, 0.7):
                 b = _nearest(r.x, y)
                 keep = np.arange(r.Nx) != b
-                v, e = r.value["g2"][:, b] / dn2**2, r.error["g2"][:, b] / dn2**2
+                v, e = r.value["g2"][:, b] / dn2**2, r.error["g2"][:, b] / abs(dn2**2)
                 _points(axes[0, col], rec, r.x, v, e, st["color"], keep=keep, marker=st["marker"],
                         label=f"{st['label']} (dn2 = {dn2:.3g})" if y == 0.3 else None,
                         panel=f"g2_N{N}", series=f"{g.model}_y{r.x[b]:.3f}", N=N, y=r.x[b])
@@ -825,7 +825,8 @@ def fig_models_overlay(an, rec):
                 i, c = _nearest_cut(r, 0.5)
                 b = _nearest(r.x, 0.25)
                 keep = np.array([k not in (b, c) for k in range(r.Nx)])
-                v, e = r.value["g3"][i][:, b] / dn3**3, r.error["g3"][i][:, b] / dn3**3
+                # dn3 may be negative (the paper's sign): the errors stay non-negative
+                v, e = r.value["g3"][i][:, b] / dn3**3, r.error["g3"][i][:, b] / abs(dn3**3)
                 _points(axes[1, col], rec, r.x, v, e, st["color"], keep=keep, marker=st["marker"],
                         label=f"{g.model} (dn3 = {dn3:.3g})", panel=f"g3_N{N}", series=g.model, N=N,
                         y=r.x[b], z=r.x[c])
@@ -871,6 +872,56 @@ def fig_models_overlay(an, rec):
     return fig
 
 
+def fig_intervals(an, rec):
+    """m_n(x) (n = 2, 3, 4) over the job's intervals for every size of the group (W nearest 6
+    for the cube): the distinct-slice part (filled) against QSSEP's distinct sum at that N times
+    the fitted amplitude (lines; dashed: classical at n = 4), the total (open; with contact
+    terms); the zeros of I4 (free 0.587, classical 0.413) marked (docs/theory.md §8)."""
+    from . import intervals
+    groups = [g for g in an.groups if any(r.has_intervals for r in g.runs)]
+    if not groups:
+        raise Skip("no runs with interval sums (job key intervals)")
+    group = min(groups, key=lambda g: (g.geometry != "cube", abs((g.W or MAIN_W) - MAIN_W)))
+    runs = [r for r in group.runs if r.has_intervals]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, r in enumerate(runs):
+        color = colors[i % len(colors)]
+        lengths = np.asarray(r.interval_lengths, np.int64)
+        x = lengths / float(r.Nx)
+        full = np.arange(r.Nx + 1)
+        for ax, n in zip(axes, (2, 3, 4)):
+            scale = intervals.interval_scale(r.geometry, r.Nx, n)
+            for part, marker, fill in (("_distinct", "o", color), ("", "s", "none")):
+                key = f"iv_m{n}{part}"
+                y, e = np.asarray(r.value[key]) / scale, np.asarray(r.error[key]) / scale
+                ax.errorbar(x, y, e, fmt=marker, color=color, mfc=fill, ms=4, capsize=2,
+                            label=f"{r.size_label}" + (" distinct" if part else " total"))
+                rec.add(panel=f"m{n}{part or '_total'}", series=r.size_label, kind="data", N=r.Nx,
+                        W=r.W, x=x, value=y, error=e)
+            kinds = ("free", "classical") if n == 4 else ("free",)
+            for kind, style in zip(kinds, ("-", "--")):
+                t = r.fits["intervals"][f"m{n}_{kind}"].value["t"]
+                shape = t * intervals.finite_n_shape(n, r.Nx, full, kind)
+                ax.plot(full / r.Nx, shape, style, color=color, lw=1)
+                rec.add(panel=f"m{n}_distinct", series=r.size_label, kind=f"fit_{kind}", N=r.Nx,
+                        W=r.W, x=full / r.Nx, value=shape)
+    for ax, n in zip(axes, (2, 3, 4)):
+        ax.axhline(0, color="0.6", lw=0.6)
+        ax.set_xlabel("x (interval [0, x))")
+        ax.set_ylabel(f"$m_{n}(x)$ / scale")
+        ax.set_title(f"n = {n}")
+    for kind, style in (("free", ":"), ("classical", "-.")):
+        axes[2].axvline(intervals.INTERVAL_ZEROS[kind], color="k", ls=style, lw=0.8,
+                        label=f"zero of $I_4$ ({kind}) {intervals.INTERVAL_ZEROS[kind]:.3f}")
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    fig.suptitle(f"interval sums, {group.label}: distinct part vs QSSEP's finite-N sum x fitted "
+                 f"amplitude (lines)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {
     "fig2_u1_maps": fig2_u1_maps,
     "fig3a_g1": fig3a_g1,
@@ -892,6 +943,7 @@ FIGURES = {
     "fig_g4_crossing": fig_g4_crossing,
     "fig_g4_zero_lines": fig_g4_zero_lines,
     "fig_models_overlay": fig_models_overlay,
+    "fig_intervals": fig_intervals,
 }
 
 

@@ -37,7 +37,8 @@ from . import qssep
 
 __all__ = ["interval_integral", "interval_zero_theory", "INTERVAL_ZEROS", "interval_scale",
            "interval_sums_qssep", "interval_zero", "fit_interval_zero", "jk_interval_zero",
-           "fit_interval_amplitude", "jk_fit_interval_amplitude", "m3_sign"]
+           "fit_interval_amplitude", "jk_fit_interval_amplitude", "m3_sign", "interval_sums",
+           "finite_n_shape", "fit_interval_shape", "run_interval_fits", "INTERVAL_FIT_ORDERS"]
 
 # Cubic factors of I4 (free) and I4cl (classical), highest power first:
 # I4 = -dn^4 x^5 P(x) / 720, I4cl = -dn^4 x^5 Pcl(x) / 120.
@@ -98,9 +99,10 @@ INTERVAL_ZEROS = {kind: interval_zero_theory(kind) for kind in ("free", "classic
 
 
 def interval_scale(geometry, N, n):
-    """What ``m_n(x)`` is divided by to compare with ``I_n(x)``: ``N`` (cube; ``C_n = N^(1-n)
-    g_n`` times ``(xN)^n`` terms) or ``Nx^(2n-1)`` (quasi-1d; ``C_n = Nx^(n-1) g_n``)."""
-    if geometry == "cube":
+    """What ``m_n(x)`` is divided by to compare with ``I_n(x)``: ``N`` (cube and the stochastic
+    models' chain; ``C_n = N^(1-n) g_n`` times ``(xN)^n`` terms) or ``Nx^(2n-1)`` (quasi-1d;
+    ``C_n = Nx^(n-1) g_n``)."""
+    if geometry in ("cube", "chain"):
         return float(N)
     if geometry == "quasi1d":
         return float(N) ** (2 * n - 1)
@@ -307,3 +309,155 @@ def m3_sign(x, m3, err, threshold=2.0):
     return {"z": z, "sign": np.sign(m3), "verdict": verdict,
             "shape": interval_integral(3, x, 1.0), "n_positive": int(np.sum(verdict == 1)),
             "n_negative": int(np.sum(verdict == -1))}
+
+
+# --- m_n(x) from the block sums of the group `intervals` -----------------------------------
+
+def _mean_products(mean_k, orbit_size, L):
+    """Products of k-diagonal means on the first L slices: ``sum_k Tr(A_k^n)`` (n = 2, 3, 4), all
+    slices and pairwise distinct slices, ``A_k[a, b] = mean_k[a, b, o(k)] / |o|`` (constant on o).
+
+    Distinct sums by inclusion-exclusion on the scalar loop ``A_ab A_bc ...`` with ``A'`` = A off
+    its diagonal: n = 2, 3: ``Tr A'^n``; n = 4: ``Tr A'^4 - 2 sum_a ((A'^2)_aa)^2 +
+    sum_{a != b} (A_ab A_ba)^2``.
+    """
+    size = np.asarray(orbit_size, float)
+    A = np.moveaxis(np.asarray(mean_k)[:L, :L], 2, 0) / size[:, None, None]
+    Ad = A.copy()
+    idx = np.arange(L)
+    Ad[:, idx, idx] = 0.0
+    A2, Ad2 = A @ A, Ad @ Ad
+    tr = lambda X: np.einsum("oaa->o", X)  # noqa: E731
+    ab_ba = A * A.transpose(0, 2, 1)
+    ab_ba[:, idx, idx] = 0.0
+    dist4 = (np.einsum("oab,oba->o", Ad2, Ad2) - 2 * np.sum(np.einsum("oaa->oa", Ad2) ** 2, axis=1)
+             + np.sum(ab_ba ** 2, axis=(1, 2)))
+    return {2: (size @ tr(A2), size @ tr(Ad2)),
+            3: (size @ np.einsum("oab,oba->o", A2, A), size @ np.einsum("oab,oba->o", Ad2, Ad)),
+            4: (size @ np.einsum("oab,oba->o", A2, A2), size @ dist4)}
+
+
+def interval_sums(M, n_perp, orbit_size, lengths, exact_moments=True):
+    """``m_n(x)`` (n = 2, 3, 4) with their distinct and coinciding parts, from sample means.
+
+    Parameters
+    ----------
+    M : mapping (e.g. `analysis.estimators.Means`)
+        Sample means of ``tr_gg``, ``mean_k`` (base group) and of the fields of
+        `anderson_mpi.observables.intervals.field_shapes` (a word field's term is ``M[field] / M[its count]``).
+    n_perp : int
+    orbit_size : (n_orb,) int
+    lengths : (n_x,) int, the grid's interval lengths (``/layout/interval_lengths``)
+    exact_moments : bool
+        The moments ``E Tr G_I^3``, ``E Tr G_I^4`` from the exact fields ``iv_tr3``, ``iv_tr4``
+        (as the run computed them), else from the probe estimates ``iv_p3``, ``iv_p4``.
+
+    Returns
+    -------
+    dict of (n_x,) arrays
+        ``x`` (= L/Nx, where the QSSEP integrals are evaluated), ``m2``, ``m3``, ``m4`` (real
+        parts) and for each ``mN``: ``mN_distinct`` (pairwise distinct slices),
+        ``mN_coinciding`` (= mN - mN_distinct), and ``mN_imag``, ``mN_distinct_imag`` (zero up to
+        noise: a check). Terms that need sample pairs (triples) are nan without any.
+        ``terms4`` / ``terms4_distinct``: (7, n_x) complex, ``Np^-4`` x the partition classes
+        ``[1234, 123|4, 12|34, 13|24, 12|3|4, 13|2|4, 1|2|3|4]`` (one rotation each) before the
+        weights ``(1, -4, -2, -1, 8, 4, -6)``.
+    """
+    npp = float(n_perp)
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    mk = np.asarray(M["mean_k"])
+    nx = mk.shape[0]
+    tr_gg = np.real(np.asarray(M["tr_gg"]))
+    n1, n2 = float(np.real(M["iv_n1"])), float(np.real(M["iv_n2"]))
+
+    def term(name, count):
+        value = np.asarray(M[name], dtype=complex)
+        return value / count if count > 0 else np.full(value.shape, np.nan, dtype=complex)
+
+    nxg = len(lengths)
+    out = {"x": lengths / nx}
+    mm = {n: (np.empty(nxg, complex), np.empty(nxg, complex)) for n in (2, 3, 4)}
+    s2, s2d = np.empty(nxg), np.empty(nxg)
+    for i, L in enumerate(lengths):
+        values = _mean_products(mk, orbit_size, L)
+        for n in (2, 3, 4):
+            mm[n][0][i], mm[n][1][i] = values[n]
+        block = tr_gg[:L, :L]
+        s2[i] = block.sum()
+        s2d[i] = s2[i] - np.trace(block)
+    m2 = (s2 - mm[2][0]) / npp**2
+    m2d = (s2d - mm[2][1]) / npp**2
+    out["m2"], out["m2_distinct"] = m2.real, m2d.real
+    out["m2_coinciding"] = out["m2"] - out["m2_distinct"]
+
+    tr3 = np.asarray(M["iv_tr3" if exact_moments else "iv_p3"], dtype=complex)
+    tr4 = np.asarray(M["iv_tr4" if exact_moments else "iv_p4"], dtype=complex)
+    m3 = (tr3 - 3 * term("iv_rgg", n1) + 2 * mm[3][0]) / npp**3
+    m3d = (np.asarray(M["iv_d3"], complex) - 3 * term("iv_d_rgg", n1) + 2 * mm[3][1]) / npp**3
+    t4 = np.array([tr4, term("iv_rggg", n1), term("iv_ggtt", n1), term("iv_gtgt", n1),
+                   term("iv_rggr", n2), term("iv_rgrg", n2), mm[4][0]]) / npp**4
+    t4d = np.array([np.asarray(M["iv_d4"], complex), term("iv_d_rggg", n1), term("iv_d_ggtt", n1),
+                    term("iv_d_gtgt", n1), term("iv_d_rggr", n2), term("iv_d_rgrg", n2),
+                    mm[4][1]]) / npp**4
+    weights4 = np.array([1, -4, -2, -1, 8, 4, -6], float)
+    m4, m4d = weights4 @ t4, weights4 @ t4d
+    for name, total, dist in (("m3", m3, m3d), ("m4", m4, m4d)):
+        out[name], out[name + "_distinct"] = total.real, dist.real
+        out[name + "_coinciding"] = total.real - dist.real
+        out[name + "_imag"], out[name + "_distinct_imag"] = total.imag, dist.imag
+    out["terms4"], out["terms4_distinct"] = t4, t4d
+    return out
+
+
+# --- the fits of one run ----------------------------------------------------------------------
+
+# (order, kind) of the shape fits of the distinct parts: free and classical agree below n = 4
+INTERVAL_FIT_ORDERS = ((2, "free"), (3, "free"), (4, "free"), (4, "classical"))
+
+
+def finite_n_shape(n, N, lengths, kind="free"):
+    """QSSEP's distinct-slice sum at ``dn = 1`` (`interval_sums_qssep`) at the grid's lengths."""
+    _, values = interval_sums_qssep(n, int(N), 1.0, kind)
+    return values[np.asarray(lengths, np.int64)]
+
+
+def fit_interval_shape(n, y, shape):
+    """``y = t shape``, ordinary least squares over the finite points (every point once):
+    dict ``t``, ``dn`` (signed real n-th root of t), ``rel_residual`` (|y - t shape| / |y|),
+    ``n_points``."""
+    y = np.asarray(y, float)
+    f = np.asarray(shape, float)
+    good = np.isfinite(y) & (f != 0)
+    f, y = f[good], y[good]
+    ff = float(f @ f)
+    if ff == 0.0:
+        return {"t": np.nan, "dn": np.nan, "rel_residual": np.nan, "n_points": float(len(y))}
+    t = float(f @ y) / ff
+    norm = float(np.linalg.norm(y))
+    return {"t": t, "dn": float(np.sign(t) * abs(t) ** (1.0 / n)),
+            "rel_residual": float(np.linalg.norm(y - t * f)) / norm if norm > 0 else np.nan,
+            "n_points": float(len(y))}
+
+
+def run_interval_fits(est, geometry, N, lengths):
+    """The interval fits of one run from its `Replicated` estimates (``iv_*`` keys).
+
+    * ``m{n}_{kind}``: the distinct part ``m_n^dist(x) / interval_scale`` against QSSEP's
+      finite-N distinct sum (`finite_n_shape`; free, and classical at n = 4), one amplitude
+      over every grid point (`fit_interval_shape`);
+    * ``m4_zero``, ``m4_distinct_zero``: the zero of the measured m4(x) (total and distinct
+      parts; `jk_interval_zero`), against `INTERVAL_ZEROS` (free 0.587, classical 0.413).
+
+    Returns a dict of `Replicated` (each with a dict value).
+    """
+    lengths = np.asarray(lengths, np.int64)
+    x = lengths / float(N)
+    out = {}
+    for n, kind in INTERVAL_FIT_ORDERS:
+        shape = finite_n_shape(n, N, lengths, kind)
+        scale = interval_scale(geometry, N, n)
+        out[f"m{n}_{kind}"] = est[f"iv_m{n}_distinct"].map(
+            lambda m, n=n, shape=shape, scale=scale: fit_interval_shape(n, m / scale, shape))
+    out["m4_zero"] = jk_interval_zero(est["iv_m4"], x)
+    out["m4_distinct_zero"] = jk_interval_zero(est["iv_m4_distinct"], x)
+    return out

@@ -110,6 +110,8 @@ class RunData(RunFields):
     # open lead channels at E+ and E- (/layout/n_open): fewer than N_perp with evanescent
     # channels; the estimators' transverse normalization N_perp^-n counts sites, not channels
     n_open: tuple = ()
+    # the interval sums' grid (/layout/interval_lengths; empty without the group `intervals`)
+    interval_lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     _file: object = None
 
 
@@ -178,6 +180,8 @@ def open_run(path):
             job_toml=str(f.attrs.get("job_toml", "")),
             pair_slices=np.asarray(layout["pair_slices"][...], np.int64).reshape(-1, 2),
             n_open=(tuple(int(n) for n in layout["n_open"][...]) if "n_open" in layout else ()),
+            interval_lengths=(np.asarray(layout["interval_lengths"][...], np.int64)
+                              if "interval_lengths" in layout else np.zeros(0, np.int64)),
             _file=f)
         data.blocks = {name: DoneBlocks(blocks[name], done) for name in fields}
     except schema.SchemaError as err:

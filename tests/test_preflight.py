@@ -69,13 +69,15 @@ def test_node_limits_and_sizes():
 
 
 def test_plan_prints_cost_and_memory_per_rank(tmp_path):
-    job = write_job(tmp_path / "p.toml", sizes="[4, 8]", cuts4="[[0.25, 0.75]]")
+    job = write_job(tmp_path / "p.toml", sizes="[4, 8, 16]", cuts4="[[0.25, 0.75]]")
     runs = [json.loads(line) for line in run_cli(["plan", job, "--json"]).stdout.splitlines()]
-    assert [r["run"] for r in runs] == ["cube_N4_W6", "cube_N8_W6"]
+    assert [r["run"] for r in runs] == ["cube_N4_W6", "cube_N8_W6", "cube_N16_W6"]
     for r in runs:
         assert r["seconds_per_sample"] > 0 and r["memory_per_rank"] > 100 * 2**20
         assert set(r["cost_per_sample"]) == {"gemm", "batched", "lu", "calls"}
-    assert runs[1]["seconds_per_sample"] > 20 * runs[0]["seconds_per_sample"]  # ~ N^7
+    # the work grows like N^7 (Nx N_perp^3); at N = 4 the fixed cost per call dominates the time
+    assert runs[1]["cost_per_sample"]["gemm"] > 64 * runs[0]["cost_per_sample"]["gemm"]
+    assert runs[2]["seconds_per_sample"] > 20 * runs[1]["seconds_per_sample"]
     assert runs[1]["memory_per_rank"] > runs[0]["memory_per_rank"]
     text = run_cli(["plan", job, "--ranks", "8"]).stdout
     assert "memory/rank" in text and "cube_N8_W6" in text and "whole job about" in text

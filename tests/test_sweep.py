@@ -85,8 +85,10 @@ def test_simulated_dealing():
 
 def test_totals_independent_of_rank_count(tmp_path):
     """Runs of two sizes in one pool, a short last block, fourth-order cut pairs (whose crossing
-    terms pair consecutive samples of a block): the same totals, bit for bit."""
-    job = write_job(tmp_path / "small.toml", sizes="[4, 5]", cuts4="[[0.25, 0.75], [0.5, 0.1]]")
+    terms pair consecutive samples of a block) and interval sums (random probes from each
+    sample's own stream, words pairing samples of a block): the same totals, bit for bit."""
+    job = write_job(tmp_path / "small.toml", sizes="[4, 5]", cuts4="[[0.25, 0.75], [0.5, 0.1]]",
+                    intervals="[0.5, 0.75, 1.0]")
     totals = {}
     for np_ in (1, 2, 3, 4):
         out = tmp_path / f"np{np_}"
@@ -113,6 +115,20 @@ def test_totals_independent_of_rank_count(tmp_path):
     assert both[0] | both[1] == {0, 1, 2}
     direct = sum(sample_observables(am.mode_matrices(potential(run, s)), layout)["tr_gg"] for s in range(22))
     assert np.allclose(totals[2]["tr_gg"], direct, rtol=1e-12, atol=0)
+    # the interval sums: each block from its own samples in order, probes from observables_seed
+    from anderson_mpi.observables import BlockState
+    from anderson_mpi.run.executor import observables_seed
+    run = make_plan({"geometry": "cube", "sizes": [4], "W": [6.0], "samples": 22, "block_size": 3,
+                     "seed": 7, "cuts": [0.3, 0.9], "intervals": [0.5, 0.75, 1.0]}, "small")[0]
+    layout = make_layout(4, 4, 4, run.hopping, run.cuts, intervals=run.intervals)
+    direct = 0.0
+    for block in range(run.n_blocks):
+        state = BlockState()
+        for s in run.block_samples(block):
+            obs = sample_observables(am.mode_matrices(potential(run, s)), layout, state,
+                                     np.random.default_rng(observables_seed(run, s)))
+            direct = direct + obs["iv_rggg"]
+    assert np.allclose(totals[3]["iv_rggg"], direct, rtol=1e-10, atol=0)
 
 
 CHAIN_JOBS = {
@@ -126,6 +142,7 @@ block_size = 4
 seed = 5
 cuts = [0.5]
 cuts4 = [[0.25, 0.75]]
+intervals = [0.5, 1.0]
 """,
     "dephasing": """
 name = "dephasing"
@@ -174,15 +191,16 @@ def test_stochastic_models_independent_of_rank_count_and_interruption(tmp_path, 
         assert_totals_identical(read_totals(out / name), totals[1][name])
     # the totals are the sums of the samples' observables (serial, no files, no MPI)
     from anderson_mpi.observables import BlockState, sample_observables
-    from anderson_mpi.run.executor import make_context, sample_input
+    from anderson_mpi.run.executor import make_context, observables_seed, sample_input
     run = make_plan(tomllib_loads(CHAIN_JOBS[model]), model)[0]
     ctx = make_context(run)
     direct = 0.0
     for block in range(run.n_blocks):
         samples = run.block_samples(block)
         state = BlockState()
-        for modes in ctx.engine.solve_block([sample_input(run, s) for s in samples]):
-            direct = direct + sample_observables(modes, ctx.layout, state)["tr_gg"]
+        for s, modes in zip(samples, ctx.engine.solve_block([sample_input(run, s) for s in samples])):
+            rng = np.random.default_rng(observables_seed(run, s)) if ctx.random else None
+            direct = direct + sample_observables(modes, ctx.layout, state, rng)["tr_gg"]
     assert np.allclose(totals[1][f"{run.label}.h5"]["tr_gg"], direct, rtol=1e-12, atol=1e-15)
 
 

@@ -1,4 +1,6 @@
-"""``python -m anderson_mpi.bench [--sizes 8 12 16 20] [--skip-sweep] [--skip-small]``."""
+"""``python -m anderson_mpi.bench [--sizes 8 12 16 20] [--skip-<section> ...]``: every section
+prints its table (engine, observables, small sizes, sweep, scheduling, order four, interval sums,
+the stochastic models' chains, the cost model)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +9,9 @@ from ..run.mpi import limit_blas_threads
 from .common import blas_line
 from .cost import bench_cost
 from .engine import bench_engine, bench_observables, bench_small_sizes
+from .chains import bench_chains
 from .cutpairs import bench_cutpairs
+from .intervals import bench_intervals
 from .scheduling import bench_scheduling
 from .sweep import bench_sweep
 
@@ -21,6 +25,8 @@ def main(argv=None):
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-scheduling", action="store_true")
     parser.add_argument("--skip-order4", action="store_true")
+    parser.add_argument("--skip-intervals", action="store_true")
+    parser.add_argument("--skip-chains", action="store_true")
     parser.add_argument("--skip-cost", action="store_true")
     parser.add_argument("--jobs", default="jobs", help="directory of job files for the cost-model table")
     args = parser.parse_args(argv)
@@ -38,6 +44,10 @@ def main(argv=None):
         bench_scheduling(jobs_dir=args.jobs)
     if not args.skip_order4:
         bench_cutpairs()
+    if not args.skip_intervals:
+        bench_intervals()
+    if not args.skip_chains:
+        bench_chains()
     if not args.skip_cost:
         bench_cost()
 

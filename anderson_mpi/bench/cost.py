@@ -17,7 +17,7 @@ from ..engines import engine_cost
 from ..observables import BlockState, observables_cost, sample_observables
 from ..run.config import make_plan
 from ..run.cost import DEFAULT_RATES, Rates, mode_columns, run_layout
-from ..run.executor import make_context, potential
+from ..run.executor import make_context, observables_seed, potential
 
 __all__ = ["bench_cost", "CONFIGS"]
 
@@ -26,6 +26,7 @@ CONFIGS = {  # name -> job keys of the observables
     "2 cuts": {"cuts": [0.23, 0.5]},
     "m3 split": {"cuts": [], "m3_split": True},
     "cut pair": {"cuts": [], "cuts4": [[0.25, 0.75]]},
+    "intervals": {"cuts": [], "intervals": [round(0.1 * i, 1) for i in range(1, 11)]},
 }
 
 
@@ -33,13 +34,15 @@ def _measure(run, samples):
     ctx = make_context(run)
     state = BlockState()
     potentials = [potential(run, s) for s in range(samples + 1)]
-    sample_observables(ctx.engine.solve(potentials[0]), ctx.layout, state)  # warm up, and a carry
+    rngs = [np.random.default_rng(observables_seed(run, s)) if ctx.random else None
+            for s in range(samples + 1)]
+    sample_observables(ctx.engine.solve(potentials[0]), ctx.layout, state, rngs[0])  # warm up, a carry
     engine = observables = np.inf
-    for V in potentials[1:]:
+    for V, rng in zip(potentials[1:], rngs[1:]):
         t0 = time.process_time()
         modes = ctx.engine.solve(V)
         t1 = time.process_time()
-        sample_observables(modes, ctx.layout, state)
+        sample_observables(modes, ctx.layout, state, rng)
         t2 = time.process_time()
         engine, observables = min(engine, t1 - t0), min(observables, t2 - t1)
     return engine, observables

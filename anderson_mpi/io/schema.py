@@ -19,6 +19,8 @@ Layout (schema 3)::
     /layout/pair_slices       (n_pair, 2) i8 slices (c, d) of each fourth-order cut pair
     /layout/pair_fractions    (n_pair, 2) f8 the job's cut-pair fractions
     /layout/n_open            (2,)       i8  open channels at E+ and E- (Anderson model only)
+    /layout/interval_fractions (n_x,)    f8  the job's interval grid x (runs with intervals only)
+    /layout/interval_lengths  (n_x,)     i8  slices L = round(x Nx) of each interval [0, L)
     /blocks/<field>           (n_blocks, ...)  per-block sums of each per-sample observable
     /blocks/n_samples         (n_blocks,) i8  samples in the block
     /blocks/unitarity_max     (n_blocks,) f8  worst unitarity error in the block
@@ -45,6 +47,7 @@ import numpy as np
 
 from ..errors import SchemaError
 from ..observables import Layout, block_fields
+from ..observables.intervals import interval_lengths
 
 __all__ = ["SCHEMA_VERSION", "block_fields", "block_records", "layout_datasets", "counted_blocks",
            "create_datasets", "check_version", "open_result", "file_bytes", "layout_of_file",
@@ -87,6 +90,9 @@ def layout_datasets(run, layout, n_open):
     }
     if n_open is not None:
         out["n_open"] = np.asarray(n_open, I8)
+    if layout.interval_grid:
+        out["interval_fractions"] = np.asarray(layout.interval_grid, F8)
+        out["interval_lengths"] = interval_lengths(layout.Nx, layout.interval_grid).astype(I8)
     return out
 
 
@@ -183,7 +189,11 @@ def layout_of_file(f, path="result file"):
                   cut_slices=np.asarray(group["cut_slices"][...], np.int64).reshape(-1),
                   m3_split=bool(run.get("m3_split", False)),
                   pair_slices=np.asarray(group["pair_slices"][...], np.int64).reshape(-1, 2),
-                  transport=model == "anderson", pair_schedule=run.get("cuts4_schedule", "half"))
+                  transport=model == "anderson", pair_schedule=run.get("cuts4_schedule", "half"),
+                  interval_grid=tuple(float(x) for x in run.get("intervals", ())),
+                  interval_probes=int(run.get("interval_probes", 1)),
+                  interval_pair_fraction=float(run.get("interval_pair_fraction", 0.25)),
+                  interval_exact_moments=bool(run.get("interval_exact_moments", True)))
 
 
 def fields_in_file(f, path):

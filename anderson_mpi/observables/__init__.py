@@ -1,6 +1,7 @@
 """Per-sample observables from the mode matrices, one contract per observable group.
 
-An observable group (``base``, ``transport``, ``cuts``, ``m3_split``, ``cut_pairs``) declares
+An observable group (``base``, ``transport``, ``cuts``, ``m3_split``, ``cut_pairs``,
+``intervals``) declares
 
 - ``active(layout)``: whether a run has it (from its options, `Layout`);
 - ``fields(layout)``: name -> `anderson_mpi.contracts.Field` (shape, dtype, meaning) of every
@@ -34,15 +35,21 @@ from ..system import transverse_fft
 from .base import BASE, TRANSPORT
 from .cutpairs import CUT_PAIRS
 from .cuts import CUTS
+from .intervals import INTERVALS
 from .layout import Layout, k_orbits, layout_for, make_layout, pair_slices, cut_slices
 from .m3split import M3_SPLIT
 
 __all__ = ["GROUPS", "Field", "Cost", "Layout", "make_layout", "layout_for", "k_orbits",
-           "cut_slices", "pair_slices", "active_groups", "block_fields", "observables_cost",
+           "cut_slices", "pair_slices", "active_groups", "needs_rng", "block_fields", "observables_cost",
            "SampleWork", "BlockState", "sample_observables"]
 
 # Every group, in the order their fields are listed in a result file.
-GROUPS = (BASE, CUTS, CUT_PAIRS, M3_SPLIT, TRANSPORT)
+GROUPS = (BASE, CUTS, CUT_PAIRS, M3_SPLIT, INTERVALS, TRANSPORT)
+
+
+def needs_rng(layout):
+    """Whether a run's groups draw random numbers (then every sample needs its own ``rng``)."""
+    return bool(layout.interval_grid)
 
 
 def active_groups(layout):
@@ -79,11 +86,14 @@ class SampleWork:
 
     ``phi_k`` (the transverse Fourier copy of Phi) is made on first use; ``k_total`` (sum of the
     slice Grams), ``mean_k`` (this sample's k-orbit sums of G~_ab), ``g2_left``/``g2_right``
-    (factors of (G^2)~) and ``g_aa_lower`` are set by the steps that compute them. ``keep_phi_k``: a later consumer (the next sample of the block)
-    still needs ``phi_k``, so the g2 step must not overwrite it.
+    (factors of (G^2)~), ``g_aa_lower`` and ``gram_lower`` (the slice Grams; kept only for the
+    interval sums) are set by the steps that compute them. ``rng``: the sample's own generator
+    for the groups that draw random numbers (the interval sums' probes), None if no group does.
+    ``keep_phi_k``: a later consumer (the next sample of the block) still needs ``phi_k``, so the
+    g2 step must not overwrite it.
     """
 
-    def __init__(self, modes, layout):
+    def __init__(self, modes, layout, rng=None):
         self.modes = modes
         self.layout = layout
         self.phi = modes.phi
@@ -92,7 +102,9 @@ class SampleWork:
         self.g2_left = self.g2_right = None
         self.g_aa_lower = None
         self.mean_k = None
+        self.gram_lower = None
         self.keep_phi_k = False
+        self.rng = rng
 
     @cached_property
     def phi_k(self):
@@ -103,7 +115,7 @@ class SampleWork:
         return self.__dict__.pop("phi_k") if "phi_k" in self.__dict__ else self.phi_k
 
 
-def sample_observables(modes, layout, block=None):
+def sample_observables(modes, layout, block=None, rng=None):
     """All per-sample observables of one sample.
 
     Parameters
@@ -113,6 +125,9 @@ def sample_observables(modes, layout, block=None):
     block : BlockState, optional
         The state of the sample's seed block (groups that pair the sample with the previous one
         of its block need it). None: a block of its own.
+    rng : numpy.random.Generator, optional
+        Drawn from the sample's own seed (never shared between samples), for the groups that
+        need random numbers (``intervals``); see `needs_rng`.
 
     Returns
     -------
@@ -120,7 +135,9 @@ def sample_observables(modes, layout, block=None):
         name -> array, with the names, shapes and meanings of `block_fields` for this layout.
     """
     state = block if block is not None else BlockState()
-    work = SampleWork(modes, layout)
+    if rng is None and needs_rng(layout):
+        raise ValueError("the interval sums need the sample's own random generator (rng)")
+    work = SampleWork(modes, layout, rng)
     steps = sorted((stage, i, step) for i, group in enumerate(active_groups(layout))
                    for stage, step in group.steps(layout))
     obs = {}

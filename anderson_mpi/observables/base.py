@@ -22,10 +22,11 @@ __all__ = ["BASE", "TRANSPORT", "slice_gram_observables", "trace_g_cubed", "g2_s
 F8, C16 = np.float64, np.complex128
 
 
-def slice_gram_observables(phi, s):
+def slice_gram_observables(phi, s, keep_grams=False):
     """``tr_g``, ``tr_gg`` from the slice Grams ``K_a``; also returns ``K = sum_a K_a``.
 
-    The Grams (twice Phi's size) are freed on return.
+    The Grams (twice Phi's size) are freed on return unless ``keep_grams`` (the interval sums
+    reuse them): then the lower triangles are returned third.
     """
     nx, n_perp, width = phi.shape
     # The columns are the n_open(E+) right incomers (s = +1), then the left incomers (s = -1);
@@ -42,6 +43,8 @@ def slice_gram_observables(phi, s):
     cross = np.ascontiguousarray(lower[:, n_plus:, :n_plus]).reshape(nx, -1).view(np.float64)
     tr_gg = 2 * (as_real @ as_real.T) - diagonal @ diagonal.T - 4 * (cross @ cross.T)
     k_total = hermitian_from_lower(lower.sum(axis=0))
+    if keep_grams:
+        return {"tr_g": tr_g, "tr_gg": tr_gg}, k_total, lower
     return {"tr_g": tr_g, "tr_gg": tr_gg}, k_total
 
 
@@ -104,7 +107,10 @@ class BaseGroup:
 
     @staticmethod
     def grams(work, state):
-        obs, work.k_total = slice_gram_observables(work.phi, work.s)
+        if work.layout.interval_grid:  # the interval sums reuse the Grams (`SampleWork.gram_lower`)
+            obs, work.k_total, work.gram_lower = slice_gram_observables(work.phi, work.s, keep_grams=True)
+        else:
+            obs, work.k_total = slice_gram_observables(work.phi, work.s)
         obs["tr_g3"] = trace_g_cubed(work.k_total, work.s)
         return obs
 

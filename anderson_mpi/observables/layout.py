@@ -85,6 +85,15 @@ class Layout:
         (`anderson_mpi.observables.cutpairs.SCHEDULES`).
     transport : bool
         The sample has scattering amplitudes (the Anderson model), so the transport fields exist.
+    interval_grid : tuple of float
+        The fractions x of the interval sums m_n(x) (group ``intervals``; empty: none).
+    interval_probes : int
+        Probe vectors per slice (independent sets; the estimates average over them).
+    interval_pair_fraction : float
+        Fraction of the slices on which the words that pair samples are probed (a random subset
+        per sample, weighted by its inverse inclusion probability; 1: every slice).
+    interval_exact_moments : bool
+        ``Tr G_I^3``, ``Tr G_I^4`` exactly per sample (else from the probes).
     """
 
     Nx: int
@@ -97,10 +106,18 @@ class Layout:
     pair_slices: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
     transport: bool = True
     pair_schedule: str = "half"
+    interval_grid: tuple = ()
+    interval_probes: int = 1
+    interval_pair_fraction: float = 0.25
+    interval_exact_moments: bool = True
 
     @property
     def n_perp(self):
         return self.Ny * self.Nz
+
+    @property
+    def n_intervals(self):
+        return len(self.interval_grid)
 
     @property
     def n_orbits(self):
@@ -152,21 +169,33 @@ class LayoutSize:
     m3_split: bool = False
     transport: bool = True
     pair_schedule: str = "half"
+    interval_grid: tuple = ()
+    interval_probes: int = 1
+    interval_pair_fraction: float = 0.25
+    interval_exact_moments: bool = True
 
     @property
     def n_perp(self):
         return self.Ny * self.Nz
 
+    @property
+    def n_intervals(self):
+        return len(self.interval_grid)
+
 
 def make_layout(Nx, Ny, Nz, hopping, cuts, m3_split=False, cuts4=(), transport=True,
-                cuts4_schedule="half"):
+                cuts4_schedule="half", intervals=(), interval_probes=1, interval_pair_fraction=0.25,
+                interval_exact_moments=True):
     """The `Layout` of a sample shape, hopping (for the orbits) and the run's observable options."""
     orbit_index, orbit_size = k_orbits(Ny, Nz, hopping)
     return Layout(int(Nx), int(Ny), int(Nz), orbit_index, orbit_size, cut_slices(Nx, cuts),
-                  bool(m3_split), pair_slices(Nx, cuts4), bool(transport), str(cuts4_schedule))
+                  bool(m3_split), pair_slices(Nx, cuts4), bool(transport), str(cuts4_schedule),
+                  tuple(float(x) for x in intervals), int(interval_probes),
+                  float(interval_pair_fraction), bool(interval_exact_moments))
 
 
-def layout_for(setup, cuts, m3_split=False, cuts4=(), cuts4_schedule="half"):
-    """The `Layout` of a `anderson_mpi.system.ScatteringSetup` (built once per run)."""
+def layout_for(setup, cuts, m3_split=False, cuts4=(), cuts4_schedule="half", **interval_options):
+    """The `Layout` of a `anderson_mpi.system.ScatteringSetup` (built once per run);
+    ``interval_options``: the ``intervals``, ``interval_*`` keywords of `make_layout`."""
     return make_layout(*setup.shape, setup.hopping, cuts, m3_split, cuts4,
-                       cuts4_schedule=cuts4_schedule)
+                       cuts4_schedule=cuts4_schedule, **interval_options)

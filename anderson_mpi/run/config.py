@@ -24,6 +24,11 @@ Keys of every model:
     solver = "transfer"           # "transfer" or "petsc"
     petsc_group_size = 1          # ranks per sample with solver = "petsc"
     m3_split = false              # also the coinciding-slice part of m3 (about one recursion more)
+    intervals = [0.1, 0.2, 1.0]   # interval sums m_n(x), n = 2..4, on this grid of x in (0, 1]
+                                  # (default none; about 1.5 recursions per sample for 10 points)
+    interval_probes = 1           # probe vectors per slice (the probe noise falls like 1/probes)
+    interval_pair_fraction = 0.25 # slices probed for the words pairing two samples (1: all)
+    interval_exact_moments = true # Tr G_I^3, Tr G_I^4 exactly (less noise in the totals)
     unitarity_tol = 1e-8          # a sample whose unitarity error exceeds this stops the run
     memory_per_rank = "16G"       # optional: the memory a rank may use (default: detected)
     output = "results/demo"       # directory of the result files (relative to the cwd)
@@ -79,6 +84,10 @@ DEFAULTS = {
     "cuts4": [],
     "cuts4_schedule": "half",
     "m3_split": False,
+    "intervals": [],
+    "interval_probes": 1,
+    "interval_pair_fraction": 0.25,
+    "interval_exact_moments": True,
     "solver": "transfer",
     "petsc_group_size": 1,
     "unitarity_tol": 1e-8,
@@ -96,7 +105,9 @@ DEFAULTS = {
 REQUIRED = ("geometry", "sizes")
 MODELS = ("anderson", "qssep", "dephasing")
 COMMON_KEYS = ("name", "model", "geometry", "sizes", "samples", "block_size", "seed", "cuts",
-               "cuts4", "cuts4_schedule", "m3_split", "memory_per_rank", "output", "analysis")
+               "cuts4", "cuts4_schedule", "m3_split", "intervals", "interval_probes",
+               "interval_pair_fraction", "interval_exact_moments", "memory_per_rank", "output",
+               "analysis")
 MODEL_KEYS = {
     "anderson": ("transverse", "W", "hopping", "e_plus", "e_minus", "solver", "petsc_group_size",
                  "unitarity_tol"),
@@ -143,6 +154,10 @@ class Run:
     dt: object = None
     relax_time: object = None
     cuts4_schedule: str = "half"
+    intervals: tuple = ()
+    interval_probes: int = 1
+    interval_pair_fraction: float = 0.25
+    interval_exact_moments: bool = True
 
     @property
     def shape(self):
@@ -196,7 +211,15 @@ class Run:
         if isinstance(d["boundary_rate"], tuple):
             d["boundary_rate"] = list(d["boundary_rate"])
         d["cuts4"] = [list(pair) for pair in d["cuts4"]]
+        d["intervals"] = list(d["intervals"])
         return d
+
+    def observable_options(self):
+        """The keyword arguments of `anderson_mpi.observables.make_layout` besides shape and cuts."""
+        return dict(m3_split=self.m3_split, cuts4=self.cuts4, cuts4_schedule=self.cuts4_schedule,
+                    intervals=self.intervals, interval_probes=self.interval_probes,
+                    interval_pair_fraction=self.interval_pair_fraction,
+                    interval_exact_moments=self.interval_exact_moments)
 
     def to_json(self):
         return json.dumps(asdict(self), sort_keys=True)
@@ -340,8 +363,25 @@ def _observables(cfg):
     if cfg["cuts4_schedule"] not in SCHEDULES:
         raise PlanError(f"cuts4_schedule: expected one of {', '.join(map(repr, SCHEDULES))}, "
                         f"got {cfg['cuts4_schedule']!r}")
+    grid = _num_list(cfg, "intervals", "a list of fractions x in (0, 1]")
+    if any(not 0 < x <= 1 for x in grid):
+        raise PlanError(f"intervals: every x must lie in (0, 1], got {cfg['intervals']!r}")
+    if len(set(grid)) != len(grid):
+        raise PlanError(f"intervals: the grid has repeated points, got {cfg['intervals']!r}")
+    probes = cfg["interval_probes"]
+    if not _is_int(probes) or probes < 1:
+        raise PlanError(f"interval_probes: expected an integer >= 1, got {probes!r}")
+    fraction = cfg["interval_pair_fraction"]
+    if not _is_num(fraction) or not 0 < fraction <= 1:
+        raise PlanError(f"interval_pair_fraction: expected a number in (0, 1], got {fraction!r}")
+    if not isinstance(cfg["interval_exact_moments"], bool):
+        raise PlanError(f"interval_exact_moments: expected true or false, "
+                        f"got {cfg['interval_exact_moments']!r}")
     return {"cuts": tuple(cuts), "cuts4": tuple(tuple(float(z) for z in pair) for pair in cuts4),
-            "m3_split": cfg["m3_split"], "cuts4_schedule": cfg["cuts4_schedule"]}
+            "m3_split": cfg["m3_split"], "cuts4_schedule": cfg["cuts4_schedule"],
+            "intervals": tuple(sorted(grid)), "interval_probes": int(probes),
+            "interval_pair_fraction": float(fraction),
+            "interval_exact_moments": cfg["interval_exact_moments"]}
 
 
 def _physics(cfg):

@@ -69,7 +69,10 @@ def run_layout(run):
     hopping = run.hopping if len(run.hopping or ()) == 3 else (1.0, 0.0, 0.0)
     return LayoutSize(Nx=run.Nx, Ny=run.Ny, Nz=run.Nz, n_orbits=_orbit_count(run.Ny, run.Nz, hopping),
                       n_cuts=len(run.cuts), n_pairs=len(run.cuts4), m3_split=run.m3_split,
-                      transport=run.model == "anderson", pair_schedule=run.cuts4_schedule)
+                      transport=run.model == "anderson", pair_schedule=run.cuts4_schedule,
+                      interval_grid=tuple(run.intervals), interval_probes=run.interval_probes,
+                      interval_pair_fraction=run.interval_pair_fraction,
+                      interval_exact_moments=run.interval_exact_moments)
 
 
 def mode_columns(run):

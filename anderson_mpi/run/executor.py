@@ -23,14 +23,18 @@ from ..engines import make_engine, model_setup
 from ..errors import SampleError
 from ..io.progress import ProgressLog, slurm_info
 from ..io.store import BlockResult
-from ..observables import BlockState, block_fields, layout_for, make_layout, sample_observables
+from ..observables import (BlockState, block_fields, layout_for, make_layout, needs_rng,
+                           sample_observables)
 from ..system import ScatteringSetup
 from . import faults
 from .config import run_key
 from .mpi import blas_info, limit_blas_threads, worker_groups
 from .scheduler import Coordinator, block_cost, work_items
 
-__all__ = ["seed_sequence", "potential", "sample_input", "RunContext", "make_context",
+# a fourth word of the seed: the observables' random numbers never reuse the sample's stream
+OBSERVABLES_STREAM = 1
+
+__all__ = ["seed_sequence", "observables_seed", "potential", "sample_input", "RunContext", "make_context",
            "compute_block", "execute_job"]
 
 
@@ -39,6 +43,13 @@ def seed_sequence(run, sample):
     size, and the sample's global index."""
     return np.random.SeedSequence([run.seed, run_key(run.geometry, run.Nx, run.Ny, run.Nz, run.model),
                                    sample])
+
+
+def observables_seed(run, sample):
+    """The seed of the random numbers the observables of sample ``sample`` draw (the interval
+    sums' probes): a stream of its own, independent of the sample's disorder or trajectory."""
+    return np.random.SeedSequence([run.seed, run_key(run.geometry, run.Nx, run.Ny, run.Nz, run.model),
+                                   sample, OBSERVABLES_STREAM])
 
 
 def potential(run, sample):
@@ -63,17 +74,21 @@ class RunContext:
     engine: object         # anderson_mpi.engines.Engine: V -> ModeMatrices
     fields: dict
 
+    @property
+    def random(self):
+        """Whether the observables draw random numbers (each sample then gets its own stream)."""
+        return needs_rng(self.layout)
+
 
 def make_context(run, group_comm=None, blas_threads=1):
     """The `RunContext` of ``run`` (``group_comm``: the ranks sharing one sample)."""
     if run.model == "anderson":
         setup = ScatteringSetup.build(run.shape, run.hopping, run.e_plus, run.e_minus)
-        layout = layout_for(setup, run.cuts, run.m3_split, run.cuts4, run.cuts4_schedule)
+        layout = layout_for(setup, run.cuts, **run.observable_options())
     else:
         setup = model_setup(run)
         hopping = run.hopping if len(run.hopping or ()) == 3 else (1.0, 0.0, 0.0)
-        layout = make_layout(*run.shape, hopping, run.cuts, run.m3_split, run.cuts4, transport=False,
-                             cuts4_schedule=run.cuts4_schedule)
+        layout = make_layout(*run.shape, hopping, run.cuts, transport=False, **run.observable_options())
     engine = make_engine(run.engine, setup, group_comm)
     limit_blas_threads(blas_threads)  # an engine may load a BLAS of its own (PETSc: the system one)
     return RunContext(run=run, setup=setup, layout=layout, engine=engine, fields=block_fields(layout))
@@ -133,7 +148,8 @@ def compute_block(ctx, block, rank=0, between_samples=None):
             if error > run.unitarity_tol:
                 raise SampleError(f"unitarity error {error:.3e} > unitarity_tol {run.unitarity_tol:g}")
             if ctx.engine.observes:
-                obs = sample_observables(modes, ctx.layout, state)
+                rng = np.random.default_rng(observables_seed(run, s)) if ctx.random else None
+                obs = sample_observables(modes, ctx.layout, state, rng)
                 bad = [name for name, value in obs.items() if not np.all(np.isfinite(value))]
                 if bad:
                     raise SampleError(f"non-finite observables {bad}")
