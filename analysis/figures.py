@@ -702,12 +702,18 @@ def conductance(an, rec):
     return fig
 
 
+def _preference(g):
+    """Sort key of the group a single-group figure shows: the Anderson cube at W nearest 6 first,
+    then other Anderson geometries, then the stochastic models (most runs first)."""
+    anderson = g.model == "anderson"
+    return (not anderson, g.geometry != "cube", abs(g.W - MAIN_W) if anderson else 0.0, -len(g.runs))
+
+
 def _order4_group(an):
     groups = [g for g in an.groups if any(r.has_order4 for r in g.runs)]
     if not groups:
         raise Skip("no runs with fourth-order cut pairs (job key cuts4)")
-    cubes = [g for g in groups if g.geometry == "cube"] or groups
-    return min(cubes, key=lambda g: abs(g.W - MAIN_W))
+    return min(groups, key=_preference)
 
 
 def fig_g4_lines(an, rec):
@@ -881,7 +887,7 @@ def fig_intervals(an, rec):
     groups = [g for g in an.groups if any(r.has_intervals for r in g.runs)]
     if not groups:
         raise Skip("no runs with interval sums (job key intervals)")
-    group = min(groups, key=lambda g: (g.geometry != "cube", abs((g.W or MAIN_W) - MAIN_W)))
+    group = min(groups, key=_preference)
     runs = [r for r in group.runs if r.has_intervals]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

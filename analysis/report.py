@@ -256,6 +256,13 @@ def _group_key(r):
     return (r.model, r.geometry, r.parameter) + transverse + rest
 
 
+def _numeric_order(key):
+    """Group keys in numeric order of their parameter (gamma = 3.4 before 20)."""
+    flat = [w for v in key for w in (v if isinstance(v, tuple) else (v,))]
+    return tuple((0, float(v), "") if isinstance(v, (int, float)) and not isinstance(v, bool)
+                 else (1, 0.0, str(v)) for v in flat)
+
+
 def _make_group(key, runs, window):
     runs.sort(key=lambda r: (r.Nx, str(r.path)))
     transverse = (None, None) if key[1] in ("cube", "chain") else (key[3], key[4])
@@ -301,7 +308,7 @@ def _make_groups(results, notes, window):
     for r in results:
         by_key.setdefault(_group_key(r), []).append(r)
     groups = []
-    for key, runs in sorted(by_key.items(), key=lambda kv: kv[0]):
+    for key, runs in sorted(by_key.items(), key=lambda kv: _numeric_order(kv[0])):
         grp = _make_group(key, runs, window)
         notes.extend(grp.notes)
         groups.append(grp)
@@ -336,6 +343,8 @@ def analyze(directory, allow_incomplete=False, drop_slices=None, drop_diagonal=N
         for data in datas:
             data.close()
     groups = _make_groups(results, notes, window)
+    # runs in the order of their groups (numeric parameter), then by size
+    results.sort(key=lambda r: (_numeric_order(_group_key(r)), r.Nx, str(r.path)))
     an = Analysis(directory=Path(out if out is not None else directories[0]), runs=results,
                   groups=groups, notes=notes, window=window, window_source=source,
                   sources=[str(d) for d in directories])
@@ -482,8 +491,14 @@ def interval_summary(r):
     return out
 
 
+# In the entries of a group (fits across sizes) the dephasing rate is "dephasing_gamma": "gamma"
+# there is the 1/N^2 coefficient of the dn2 extrapolation.
+GROUP_PARAMETER_KEYS = {"W": "W", "D": "D", "gamma": "dephasing_gamma"}
+
+
 def _group_id(g):
-    out = {"model": g.model, "geometry": g.geometry, "W": g.W, g.parameter[0]: g.parameter[1]}
+    out = {"model": g.model, "geometry": g.geometry, "W": g.W,
+           GROUP_PARAMETER_KEYS[g.parameter[0]]: g.parameter[1]}
     if g.geometry == "quasi1d":
         out.update({"Ny": g.Ny, "Nz": g.Nz})
     out["sizes"] = g.sizes
@@ -735,7 +750,8 @@ def _pm(v, e, digits=4):
 def _param(e):
     """"W=6", "D=1" or "gamma=4": what tells runs of one model and geometry apart."""
     name = {"anderson": "W", "qssep": "D", "dephasing": "gamma"}[e.get("model", "anderson")]
-    return f"{name}={e[name]:g}"
+    value = e[GROUP_PARAMETER_KEYS[name]] if GROUP_PARAMETER_KEYS[name] in e else e[name]
+    return f"{name}={value:g}"
 
 
 def _where(e):
