@@ -258,21 +258,8 @@ def jk_interval_zero(m_rep, x):
 
 def fit_interval_amplitude(n, x, m, kind="free"):
     """``m_n(x) = t I_n(x; dn = 1)``, ordinary least squares over the given x (every point
-    once): dict ``t`` (= dn^n), ``dn`` (the real n-th root, signed for odd n and for t < 0),
-    ``rel_residual``, ``n_points``."""
-    x = np.asarray(x, float)
-    y = np.asarray(m, float)
-    f = interval_integral(n, x, 1.0, kind)
-    good = np.isfinite(y)
-    f, y = f[good], y[good]
-    ff = float(f @ f)
-    if ff == 0.0:
-        return {"t": np.nan, "dn": np.nan, "rel_residual": np.nan, "n_points": float(len(y))}
-    t = float(f @ y) / ff
-    norm = float(np.linalg.norm(y))
-    return {"t": t, "dn": float(np.sign(t) * abs(t) ** (1.0 / n)),
-            "rel_residual": float(np.linalg.norm(y - t * f)) / norm if norm > 0 else np.nan,
-            "n_points": float(len(y))}
+    once): `fit_interval_shape` against the closed form `interval_integral`."""
+    return fit_interval_shape(n, m, interval_integral(n, np.asarray(x, float), 1.0, kind))
 
 
 def jk_fit_interval_amplitude(m_rep, n, x, kind="free"):
@@ -427,7 +414,7 @@ def fit_interval_shape(n, y, shape):
     ``n_points``."""
     y = np.asarray(y, float)
     f = np.asarray(shape, float)
-    good = np.isfinite(y) & (f != 0)
+    good = np.isfinite(y) & np.isfinite(f)
     f, y = f[good], y[good]
     ff = float(f @ f)
     if ff == 0.0:
