@@ -26,7 +26,7 @@ of the means (such as C2 or a variance); cubic terms (C3, m3) keep an O(1/n^2) b
 Independent runs (different sizes or W) enter a joint fit through `combine`: the replicates
 of each run are varied one run at a time, the bias corrections add and the variances add.
 
-The cumulant formulas (docs/theory.md §5.2) in terms of the means, with ``Np = Ny Nz``,
+The cumulant formulas (docs/theory.md §6.1) in terms of the means, with ``Np = Ny Nz``,
 ``|o|`` the orbit sizes and ``c`` a cut slice::
 
     C1(a)   = M[tr_g][a] / Np

@@ -1,5 +1,4 @@
-"""Free against classical cumulants at fourth order, on the cut-pair maps (docs/theory.md,
-"Fourth order, and what can tell free from classical cumulants").
+"""Free against classical cumulants at fourth order, on the cut-pair maps (docs/theory.md §7.3).
 
 A cut-pair map is ``Re g4(a, b, c, d)`` for fixed slices (c, d) and all (a, b): the cumulant of
 the loop ``a -> b -> c -> d -> a``, arguments ``(x_a, x_b, x_c, x_d)``. The two hypotheses give

@@ -1,5 +1,5 @@
 """Sums over a sub-interval: QSSEP's (free) and the classical predictions for m_n(x), n = 2, 3, 4
-(docs/theory.md, "Sums over a sub-interval").
+(docs/theory.md §8).
 
 ``m_n(x)`` sums the connected ``C_n(a_1..a_n)`` over every slice of ``[0, xN)``; divided by
 `interval_scale` (N in the cube, ``Nx^(2n-1)`` in quasi-1d) it tends to::
@@ -431,7 +431,7 @@ def run_interval_fits(est, geometry, N, lengths):
 
     * ``m{n}_{kind}``: the distinct part ``m_n^dist(x) / interval_scale`` against QSSEP's
       finite-N distinct sum (`finite_n_shape`; free, and classical at n = 4), one amplitude
-      over every grid point (`fit_interval_shape`);
+      over every grid point with at least n slices (`fit_interval_shape`);
     * ``m4_zero``, ``m4_distinct_zero``: the zero of the measured m4(x) (total and distinct
       parts; `jk_interval_zero`), against `INTERVAL_ZEROS` (free 0.587, classical 0.413).
 
@@ -441,10 +441,13 @@ def run_interval_fits(est, geometry, N, lengths):
     x = lengths / float(N)
     out = {}
     for n, kind in INTERVAL_FIT_ORDERS:
-        shape = finite_n_shape(n, N, lengths, kind)
+        # below n slices there are no n distinct ones: the prediction is 0 and the data only noise
+        keep = lengths >= n
+        shape = finite_n_shape(n, N, lengths[keep], kind)
         scale = interval_scale(geometry, N, n)
         out[f"m{n}_{kind}"] = est[f"iv_m{n}_distinct"].map(
-            lambda m, n=n, shape=shape, scale=scale: fit_interval_shape(n, m / scale, shape))
+            lambda m, n=n, keep=keep, shape=shape, scale=scale:
+            fit_interval_shape(n, np.asarray(m)[keep] / scale, shape))
     out["m4_zero"] = jk_interval_zero(est["iv_m4"], x)
     out["m4_distinct_zero"] = jk_interval_zero(est["iv_m4_distinct"], x)
     return out

@@ -1,10 +1,11 @@
-"""Fourth order on cut pairs: rescaled g4, the QSSEP comparison, the dn^(4) fit and two figures.
+"""Fourth order on cut pairs: the QSSEP comparison and two figures.
 
-(The estimates themselves, C4 and the rescaled g4 with errors, come from
-`analysis.estimators.run_estimates`.)
+The estimates themselves, C4 and the rescaled g4 with errors, come from
+`analysis.estimators.run_estimates`; the fits, free against classical, are
+`analysis.free_classical`.
+
 * `g4_shape_on_pair`: ``g4^Q(x_a, x_b, x_c, x_d; dn = 1)`` for all (a, b) (paper eq. (6) at n = 4,
   arguments in the cyclic order of ``E[G_ab G_bc G_cd G_da]^c``; `analysis.qssep.g`).
-(The fits, free against classical, are `analysis.free_classical`.)
 * Figures (matplotlib Agg; functions of arrays, not of the report object):
   `fig_g4_lines` (g4 along lines of a cut pair for every size, dashed QSSEP, as fig3e does for
   g3) and `fig_crossing_map` (maps of g4, of the crossing term and of their ratio).
@@ -30,7 +31,7 @@ def g4_shape_on_pair(x, c, d):
 def qssep_g4(points, dn4):
     """QSSEP's g4 at the fitted *signed* dn^(4): ``sign(dn4) |dn4|^4 g4^Q(.; 1)``.
 
-    `fit_dn4` fits ``Re g4 = t g4^Q(.; 1)`` with any sign of t and reports the signed fourth
+    `analysis.free_classical` fits ``Re g4 = t g4^Q(.; 1)`` with any sign of t and reports the signed fourth
     root; the curve it stands for is ``t g4^Q``, which ``qssep.g(4, ., dn4)`` (even in dn)
     would give with the wrong sign for t < 0.
     """

@@ -1,7 +1,7 @@
 """Exact finite-N references for the QSSEP and dephasing chains (test side).
 
 Written independently of ``anderson_mpi.engines.chains``: nothing here imports it. Conventions
-(docs/theory.md, "Two models with dynamical noise"): sites ``0..N-1``, ``G_ij = tr(rho c_j^+ c_i)``,
+(docs/theory.md §12): sites ``0..N-1``, ``G_ij = tr(rho c_j^+ c_i)``,
 a unitary ``u`` acts as ``G <- u G u^+``; boundary ``end`` in {0, N-1} relaxes ``G_ee`` to the
 density ``nu_e`` at rate ``gamma_e = alpha_e + beta_e`` and damps the rest of its row and column at
 ``gamma_e / 2``.

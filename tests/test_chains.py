@@ -2,7 +2,7 @@
 
 The references (`tests/chain_reference.py`) are independent of the simulator: moment equations
 derived by hand (reduced, QSSEP) and generically (Ito on the full second-moment tensor), the
-closed forms of docs/theory.md ("Two models with dynamical noise"), and the exact moment maps of
+closed forms of docs/theory.md §12, and the exact moment maps of
 the discrete-time schemes. Statistical comparisons use i.i.d. trajectories: raw moments (plain
 sample means, exact references) with standard errors, connected ones with the seed-block
 jackknife of `analysis.estimators`. Thresholds are |z| < 4.5 over all entries compared (a few

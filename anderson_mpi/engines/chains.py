@@ -1,6 +1,6 @@
 """QSSEP and the dephasing model on a chain: independent trajectories of the correlation matrix.
 
-docs/theory.md, "Two models with dynamical noise". Sites ``0..N-1``, ``G_ij = tr(rho c_j^+ c_i)``
+docs/theory.md §12. Sites ``0..N-1``, ``G_ij = tr(rho c_j^+ c_i)``
 (N x N, Hermitian, eigenvalues in [0, 1]); a unitary u acts as ``G <- u G u^+``. A sample is one
 trajectory's G after ``n_steps`` steps of length ``dt`` started from ``G = diag(n)``, n the exact
 stationary mean profile of continuous-time QSSEP (with the model's ``D_eff``).
@@ -26,7 +26,7 @@ state is exact up to O(dt^2). Its mean profile carries a staggered error ``+-c (
 changes sign between the state after ``E(dt/2)`` and the state half a layer later, after
 ``E(dt/2) Bd(dt/2) O(dt/2)``: each trajectory ends at one of the two, chosen by a fair coin from
 its own random numbers. With ``boundary_rate = 2 D`` this makes the sample mean profile exact at
-any dt; every other second moment keeps an O(dt^2) bias (docs/theory.md, the bias table).
+any dt; every other second moment keeps an O(dt^2) bias (docs/theory.md §12.4, "Bias at the default step").
 
 **Dephasing.** Tight-binding hopping ``H0 = -t sum (c_i^+ c_{i+1} + h.c.)`` done by exact bond
 rotations in the same brick wall (E, O), and Brownian on-site potentials,
@@ -59,7 +59,7 @@ __all__ = ["MODELS", "DEFAULT_DT_QSSEP", "DEFAULT_DT_DEPHASING", "TiltLaw", "Cha
 MODELS = ("qssep", "dephasing")
 # Default time steps (dimensionless): QSSEP dt = DEFAULT_DT_QSSEP / D; dephasing
 # dt = DEFAULT_DT_DEPHASING / (gamma + 2 t + t^2 / gamma). Chosen from the exact discrete-time
-# moment equations (docs/theory.md, bias table).
+# moment equations (docs/theory.md §12.4, "Bias at the default step").
 DEFAULT_DT_QSSEP = 0.1
 DEFAULT_DT_DEPHASING = 0.1
 # Eigenvalues of a correlation matrix lie in [0, 1]; rounding may push them out by this much.

@@ -1,6 +1,6 @@
 """The dephasing model on Anderson's lattice: the static-versus-dynamical comparison.
 
-docs/theory.md, "Two models with dynamical noise". The same dynamics as the dephasing chain of
+docs/theory.md §12. The same dynamics as the dephasing chain of
 `anderson_mpi.engines.chains` on a lattice ``Nx x Ny x Nz`` with hoppings ``(tx, ty, tz)``, periodic
 transverse bonds (a transverse size of 2 has one bond, of 1 none: the convention of the
 Anderson model), driven on every site of the slices ``x = 0`` and ``x = Nx - 1``. Sites are

@@ -80,13 +80,13 @@ iv_rgrg      R2 G R1 G            E Tr(G Gb G Gb)                           n2
 are 1 when the sample has at least one (two) previous samples in its block, else 0 (and its
 fields that need them are 0): a term's estimate is ``sum(field) / sum(count)``.
 
-Cost (``bench_intervals.py``, cube, slice Grams shared with the base observables): at N = 16
-a grid of 10 costs about 1.4 recursions per sample with the four pair words (``iv_ggtt``,
-``iv_gtgt``, ``iv_rggr``, ``iv_rgrg``) probed on a quarter of the slices (``pair_weights``),
-2.1 with them on every slice; the exact moments are 0.6 of that (0.06 per grid point). The
-probe work scales like ``Nx^2 N_perp M`` per probe set (every slice's probe through every
-slice's ``Phi``): cheap in the cube (``Nx/N_perp = 1/N`` of a recursion's ``Nx N_perp^3``
-per unit), not in long quasi-1d samples, where ``slice_weights`` probes a random subset.
+Cost (the group's `Cost` declaration; measured by `anderson_mpi.bench.intervals`): the probe
+work scales like ``Nx^2 N_perp M`` per probe set (every slice's probe through every slice's
+``Phi``), about 18 such sweeps per probed slice plus as many for the pair words on their
+fraction of the slices (``interval_pair_fraction``); the exact moments add ``M^3 / 2`` per
+distinct length. Cheap in the cube (``Nx/N_perp = 1/N`` of a recursion's ``Nx N_perp^3`` per
+sweep), not in long quasi-1d samples: there ``slice_weights`` can probe a random subset of the
+slices (the group itself probes every slice; no job key sets it yet).
 Memory: the carry holds the previous sample's ``phi_k`` (a reference) and its ``K_I`` at the
 grid's lengths (``n_x M^2``); temporaries a few times ``n_cols Nx M``.
 
