@@ -341,6 +341,9 @@ def cmd_sample(args):
             raise PlanError(f"--N/--W: the job has {len(runs)} runs ({', '.join(r.label for r in runs)}); "
                             "select one with --N and --W")
         run = runs[0]
+        if run.model != "anderson":
+            raise PlanError(f"model: {run.model!r} has no disorder potential (a sample is a "
+                            "trajectory of its own seed); sample writes Anderson potentials only")
         if not 0 <= args.index < run.samples:
             raise PlanError(f"--index: must lie in [0, {run.samples}) for {run.label}, got {args.index}")
         out = Path(args.out)

@@ -104,9 +104,17 @@ say "attempt $((RESTARTS + 1)): SLURM_RESTART_COUNT=$RESTARTS job=${SLURM_JOB_ID
 
 # Which W: line SLURM_ARRAY_TASK_ID+1 of `plan --field W` (all of them outside an array).
 WLIST=$("${APP_CMD[@]}" plan "$JOB" "${PLAN_ARGS[@]}" --field W) || die "'plan $JOB --field W' failed" 2
+W=""
 if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
   W=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" <<< "$WLIST")
   [ -n "$W" ] || die "array index $SLURM_ARRAY_TASK_ID but the job has only $(grep -c . <<< "$WLIST") W values" 2
+fi
+if [ "${W:-}" = None ]; then
+  # a stochastic model (qssep, dephasing) has no W: one task runs every run of the job
+  [ "${SLURM_ARRAY_TASK_ID:-0}" = 0 ] || die "the job has no W values: submit it without --array" 2
+  W_ARGS=()
+  say "the job has no W (a model without disorder strength): all its runs in this task"
+elif [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then
   # the printed W must be exactly one of the job's W values (a rounded one would change the physics)
   "${APP_CMD[@]}" plan "$JOB" "${PLAN_ARGS[@]}" --json |
     "$PYTHON" -c 'import json, sys; w = float(sys.argv[1]); ws = {json.loads(l)["W"] for l in sys.stdin if l.strip()}

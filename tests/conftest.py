@@ -101,9 +101,12 @@ class EngineUnderTest:
 
 @pytest.fixture(params=["transfer", "petsc"])
 def engine(request):
-    """Every engine of the registry (PETSc on one rank: ``COMM_SELF``)."""
+    """Every scattering engine of the registry (PETSc on one rank: ``COMM_SELF``); the stochastic
+    models' engines have their own exact tests (tests/test_chains.py, test_lattice_dephasing.py)."""
     import anderson_mpi.engines as engines
-    assert set(engines.ENGINES) == {"transfer", "petsc"}, "a new engine: add it to this fixture"
+    scattering = {name for name, spec in engines.ENGINES.items() if spec.model == "anderson"}
+    assert scattering == {"transfer", "petsc"}, "a new scattering engine: add it to this fixture"
+    assert {spec.model for spec in engines.ENGINES.values()} == {"anderson", "qssep", "dephasing"}
     if request.param == "petsc":
         pytest.importorskip("petsc4py", reason="petsc4py is not installed (solver = 'petsc' unavailable)")
         from mpi4py import MPI

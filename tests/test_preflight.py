@@ -160,7 +160,12 @@ def test_locks_of_other_hosts_and_requeued_slurm_jobs(tmp_path):
     # a heartbeat older than STALE_AFTER: its owner is gone
     planted_lock(path, "node17", age=STALE_AFTER + 60)
     assert run_cli(["run", job, "--out", out, "--resume"]).returncode == 0
-    # an earlier incarnation of this very Slurm job (a requeue keeps the job id)
-    planted_lock(path, "node17", slurm={"slurm_job_id": "777"})
-    assert run_cli(["run", job, "--out", out, "--resume"], SLURM_JOB_ID="777").returncode == 0
+    # another run inside the same incarnation of the same Slurm job (two steps of one
+    # allocation), alive on another node: refused
+    planted_lock(path, "node17", slurm={"slurm_job_id": "777", "slurm_restart_count": "0"})
+    same = run_cli(["run", job, "--out", out, "--resume"], SLURM_JOB_ID="777", SLURM_RESTART_COUNT="0")
+    assert same.returncode == 2 and "in use by another job" in one_line(same)
+    # an earlier incarnation of this very Slurm job (a requeue keeps the job id, counts restarts)
+    assert run_cli(["run", job, "--out", out, "--resume"], SLURM_JOB_ID="777",
+                   SLURM_RESTART_COUNT="1").returncode == 0
     assert run_cli(["run", job, "--out", out, "--resume"], SLURM_JOB_ID="778").returncode == 0  # no lock left

@@ -3,7 +3,8 @@
 For cube runs of N = 6 ... 16 with and without cuts, the m3 split and a cut pair (one BLAS
 thread), the CPU seconds of the engine and of the observables per sample are measured (best of a
 few samples after a warm-up) and compared with `anderson_mpi.run.cost` at the reference rates;
-then the four rates are refitted to these measurements (non-negative least squares on relative
+then the four rates of the Anderson pipeline (gemm, batched, lu, call; the chains' kernel rate
+comes from the chains section) are refitted to these measurements (non-negative least squares on relative
 errors), which is how `DEFAULT_RATES` were obtained. Prints tables; asserts nothing.
 """
 from __future__ import annotations

@@ -62,6 +62,7 @@ class EngineSpec:
     build: Callable      # (setup, comm) -> Engine
     cost: Callable       # (Nx, N_perp, width) -> Cost of one sample
     description: str
+    model: str = "anderson"  # the model whose samples it computes (scattering engines: anderson)
 
 
 def _transfer_build(setup, comm=None):
@@ -149,9 +150,10 @@ ENGINES = {
     "petsc": EngineSpec("petsc", _petsc_build, _petsc_cost,
                         "PETSc/MUMPS sparse direct solve, one sample over a group of ranks"),
     "qssep": EngineSpec("qssep", _stochastic_build, _stochastic_cost,
-                        "QSSEP chain: independent trajectories, G = Phi Phi^+"),
+                        "QSSEP chain: independent trajectories, G = Phi Phi^+", model="qssep"),
     "dephasing": EngineSpec("dephasing", _stochastic_build, _dephasing_cost,
-                            "dephasing model (chain or cube): independent trajectories"),
+                            "dephasing model (chain or cube): independent trajectories",
+                            model="dephasing"),
 }
 
 

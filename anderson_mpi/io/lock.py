@@ -9,11 +9,13 @@ once with one line naming the file and the running job.
 
 A lock whose owner is gone does not block: on the owner's host the owner is gone when its pid no
 longer runs (or runs another program: the start time differs); a lock written by an earlier
-incarnation of the very Slurm job that asks (a requeued job keeps its job id, and Slurm runs one
-incarnation at a time) is stale; on another host, a lock whose heartbeat is older than
-`STALE_AFTER` seconds is stale. ``--break-lock`` removes a lock the user knows to be stale (a job
-lost with its node within the last minutes). Taking over a stale lock renames it away first, so
-of two jobs that find the same stale lock only one wins.
+incarnation of the very Slurm job that asks (a requeued job keeps its job id, Slurm runs one
+incarnation at a time and counts them in ``SLURM_RESTART_COUNT``) is stale; on another host, a
+lock whose heartbeat is older than `STALE_AFTER` seconds is stale. ``--break-lock`` removes a lock
+the user knows to be stale (a job lost with its node within the last minutes). Taking over a
+stale lock renames it away first, so of two jobs that find the same stale lock only one wins; if
+what was renamed is no longer the stale record (the other taker was faster and wrote its own),
+it is put back and the slower job refuses.
 
 The job releases its locks when it ends, also when it is stopped by a signal or fails (rank 0's
 abort path); a job killed by SIGKILL or with its node leaves its lock, which the rules above
@@ -51,7 +53,7 @@ def _process_start(pid):
 
 
 def _slurm():
-    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID")
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
     return {k.lower(): os.environ[k] for k in keys if k in os.environ} or None
 
 
@@ -60,6 +62,13 @@ def owner_record():
     pid = os.getpid()
     return {"host": socket.gethostname(), "pid": pid, "pid_start": _process_start(pid),
             "slurm": _slurm(), "started": time.time()}
+
+
+def _restarts(slurm):
+    try:
+        return int(slurm.get("slurm_restart_count", 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _describe(owner, heartbeat_age):
@@ -84,7 +93,10 @@ def owner_gone(owner, heartbeat_age, now_host=None, now_slurm=None):
     mine = now_slurm if now_slurm is not None else (_slurm() or {})
     theirs = owner.get("slurm") or {}
     if mine.get("slurm_job_id") and mine.get("slurm_job_id") == theirs.get("slurm_job_id"):
-        return True  # an earlier incarnation of this requeued job
+        # an earlier incarnation of this requeued job (Slurm runs one at a time and counts them);
+        # two runs inside one incarnation (job steps of one allocation) fall to the rules below
+        if _restarts(mine) > _restarts(theirs):
+            return True
     if owner.get("host") == here:
         pid = owner.get("pid")
         if not isinstance(pid, int):
@@ -142,11 +154,20 @@ class JobLocks:
                                 f"wait for it to end, or if it is gone (a lost node) rerun with "
                                 f"--break-lock")
             # a stale lock: rename it away first, so that only one taker wins
+            away = f"{lock}.stale.{self.record['host']}.{self.record['pid']}"
             try:
-                os.replace(lock, f"{lock}.stale.{self.record['host']}.{self.record['pid']}")
+                os.replace(lock, away)
             except FileNotFoundError:
                 continue
-            os.remove(f"{lock}.stale.{self.record['host']}.{self.record['pid']}")
+            moved, _ = _read(away)
+            if moved is not None and moved != owner:
+                # between reading and renaming, another job took the stale lock and wrote a
+                # fresh one: put it back (unless a third job has meanwhile made a new lock)
+                try:
+                    os.link(away, lock)
+                except OSError:
+                    pass
+            os.remove(away)
         raise LockError(f"{lock[:-5]}: cannot take its lock (it changes hands repeatedly)")
 
     def acquire(self):

@@ -130,7 +130,7 @@ def interval_lengths(Nx, grid=DEFAULT_GRID):
     return np.clip(np.floor(x * int(Nx) + 0.5).astype(np.int64), 1, int(Nx))
 
 
-def field_shapes(n_x):
+def field_shapes(n_x, exact_moments=True):
     """Name -> (shape, dtype, meaning) of the per-sample interval fields (and block sums).
 
     ``I`` = the grid's interval, ``G`` the sample's Gneq, ``G'`` the previous sample's of the
@@ -138,6 +138,7 @@ def field_shapes(n_x):
     the previous sample, ``R2`` that of the samples before it; "distinct" = the sum over
     pairwise distinct slices only. Traces marked (probe) are slice-probe estimates (module
     docstring); the block sum of a field divided by that of its count estimates the term.
+    ``exact_moments`` False: without ``iv_tr3``, ``iv_tr4``.
     """
     c16, f8 = np.complex128, np.float64
     x = (n_x,)
@@ -163,6 +164,8 @@ def field_shapes(n_x):
         "iv_n1": ((), f8, "1 if the sample has a previous one in its block, else 0"),
         "iv_n2": ((), f8, "1 if the sample has two previous ones in its block, else 0"),
     }
+    if not exact_moments:  # then the analysis takes the moments from the probes
+        del out["iv_tr3"], out["iv_tr4"]
     return {name: (shape, np.dtype(dtype), meaning) for name, (shape, dtype, meaning) in out.items()}
 
 
@@ -543,8 +546,8 @@ def interval_observables(phi_k, signature, lengths, probes, orbit_index, orbit_s
         ``iv_gtgt``, ``iv_rggr``, ``iv_rgrg``: small terms, much of the cost), on a subset of
         the slices that ``slice_weights`` probes; None: as ``slice_weights``.
     exact_moments : bool
-        Compute ``iv_tr3``, ``iv_tr4`` exactly (``M^3/2`` per grid point); False: leave them 0
-        (the analysis then uses the probe estimates ``iv_p3``, ``iv_p4``).
+        Compute ``iv_tr3``, ``iv_tr4`` exactly (``M^3/2`` per grid point); False: the fields
+        are absent (the analysis then uses the probe estimates ``iv_p3``, ``iv_p4``).
 
     Returns
     -------
@@ -583,7 +586,7 @@ def interval_observables(phi_k, signature, lengths, probes, orbit_index, orbit_s
     if gram_lower is None:
         gram_lower = slice_grams_lower(P)
     k_prefix = _k_prefix(gram_lower, unique)
-    shapes = field_shapes(len(lengths))
+    shapes = field_shapes(len(lengths), exact_moments)
     per_L = {name: np.zeros(len(unique), dtype=dtype) for name, (shape, dtype, _) in shapes.items()
              if shape}
     if exact_moments:
@@ -774,7 +777,8 @@ class IntervalsGroup:
 
     def fields(self, layout):
         return {name: Field(shape, dtype.type, meaning)
-                for name, (shape, dtype, meaning) in field_shapes(layout.n_intervals).items()}
+                for name, (shape, dtype, meaning) in field_shapes(
+                    layout.n_intervals, layout.interval_exact_moments).items()}
 
     def steps(self, layout):
         # after mean_k (stage 20), before the g2 step (60) could overwrite phi_k, which the carry
