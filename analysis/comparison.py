@@ -152,6 +152,43 @@ def comparison_markdown(summary):
             scaling, proto = "-", "one size: no exponent"
         rows.append((label, *paper, _fmt(big[name], big[f"{name}_err"]), scaling,
                      f"value at N = {big['N']} ({stats}); {proto}", "-"))
+    if big.get("dn4") is not None:  # order four on cut pairs (docs/theory.md §7.3)
+        pairs = ", ".join(f"({c:.2f}, {d:.2f})" for c, d in big["pair_x"])
+        rows.append(("dn^(4), free (QSSEP) shape", "-", "not done (QSSEP's g4: free cumulants, eq. (6))",
+                     _fmt(big["dn4"], big["dn4_err"]), "-",
+                     f"OLS of Re g4 = t g4^Q(.; 1) on the cut pairs (x_c, x_d) = {pairs}, all four slices "
+                     f"pairwise > {D} apart ({big['dn4_n_points']} points), signed fourth root of t; "
+                     f"rel. residual {_fmt(big['dn4_rel_residual'])}",
+                     spread(big, "dn4_free")))
+        rows.append(("dn^(4), classical shape", "-", "not done",
+                     _fmt(big["dn4_classical"], big["dn4_classical_err"]), "-",
+                     "the same fit with the classical cumulant of the same moments (all 15 "
+                     f"partitions); rel. residual {_fmt(big['dn4_classical_rel_residual'])}",
+                     spread(big, "dn4_classical")))
+        rows.append(("loop-order asymmetry R of g4", "-", "not done (free predicts 1, classical 0)",
+                     _fmt(big["g4_asymmetry_ratio"], big["g4_asymmetry_ratio_err"]), "-",
+                     f"g4(adjacent) - g4(opposite) in units of the free prediction at the data's "
+                     f"amplitude, over {big['g4_asymmetry_n_pairs']} pairs of arrangements; "
+                     "dn-free. (The crossing ratio c4_cross_ratio in summary.json is a U(1) / "
+                     "contact diagnostic, not a test of freeness.)", "-"))
+    iv = big.get("intervals")
+    if iv:  # interval sums (docs/theory.md §8)
+        verdicts = iv["m3_distinct_verdict"]
+        rows.append(("sign of m3(x) on sub-intervals", "negative (dn^(3) = -0.77)",
+                     "one line of one cut (Fig. 3e)",
+                     f"{sum(v < 0 for v in verdicts)} of {len(verdicts)} grid points negative, "
+                     f"{sum(v > 0 for v in verdicts)} positive (> 2 sigma)",
+                     "-", "distinct-slice part of m3(x) over [0, x), x on the job's grid; QSSEP: "
+                     "I3(x) > 0 for dn > 0; signed dn^(3) of the interval fit " +
+                     _fmt(iv["dn3_free"], iv["dn3_free_err"]), "-"))
+        zero = ("no + -> - sign change" if iv["m4_distinct_zero"] is None else
+                _fmt(iv["m4_distinct_zero"], iv["m4_distinct_zero_err"]))
+        rows.append(("zero of m4(x), distinct slices", "-",
+                     "not done (QSSEP: 0.587 free; 0.413 classical)", zero, "-",
+                     "last + -> - sign change of the distinct part of m4(x) (grid points with "
+                     "at least 4 slices), jackknifed; total m4(x): " +
+                     ("no + -> - sign change" if iv["m4_zero"] is None else
+                      _fmt(iv["m4_zero"], iv["m4_zero_err"])), "-"))
     if trans is not None:
         rows.append(("mean free path", *PAPER["mfp"], "-",
                      _fmt(trans["mean_free_path"], trans["mean_free_path_err"]) + " a",

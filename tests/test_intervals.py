@@ -558,5 +558,7 @@ def test_interval_sums_through_the_sweep_and_the_analysis(tmp_path):
         for n in (3, 4):
             assert np.allclose(g[f"iv_m{n}_coinciding"][...],
                                g[f"iv_m{n}"][...] - g[f"iv_m{n}_distinct"][...], rtol=1e-12, atol=0)
+    comparison = (out / "comparison.md").read_text()
+    assert "sign of m3(x) on sub-intervals" in comparison and "zero of m4(x)" in comparison
     for ext in ("png", "pdf", "csv"):
         assert (out / "figures" / f"fig_intervals.{ext}").stat().st_size > 0

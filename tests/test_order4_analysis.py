@@ -114,6 +114,9 @@ def test_order_four_through_the_sweep_and_the_analysis(tmp_path):
             assert np.allclose(g["g4"][...], N**3 * g["C4"][...])  # cube: g4 = N^3 C4
             assert g["C2"].shape == (N, N) and g["pair_slices"][...].tolist() == [[N // 4, 3 * N // 4]]
             assert json.loads(g.attrs["run"])["cuts4"] == [[0.25, 0.75]]
+    comparison = (out / "comparison.md").read_text()
+    assert "loop-order asymmetry R of g4" in comparison and "dn^(4), classical shape" in comparison
+    assert "not a test of freeness" in comparison
     for name in ("fig_g4_lines", "fig_g4_crossing"):
         for ext in ("png", "pdf", "csv"):
             assert (out / "figures" / f"{name}.{ext}").stat().st_size > 0
