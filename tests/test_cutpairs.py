@@ -22,6 +22,8 @@ import pytest
 from synthetic import HOPPING_FULL as PLANTED_HOPPING
 from synthetic import PlantedFull
 
+from helpers import set_partitions
+
 import anderson_mpi as am
 from analysis.estimators import PARTITIONS4, partition_weights4
 from analysis.estimators import cumulants4 as cumulants4_v2
@@ -309,17 +311,6 @@ def test_shapes_inputs_untouched_and_errors(rng):
         cutpair_fields(phi_k, s, mk, orbit_index, orbit_size, [[0, 1]], state)
     with pytest.raises(ValueError, match="schedule"):
         CutPairState("sometimes")
-
-
-def set_partitions(items):
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for part in set_partitions(rest):
-        yield [[first]] + part
-        for k in range(len(part)):
-            yield part[:k] + [[first] + part[k]] + part[k + 1:]
 
 
 def test_weights_are_those_of_the_partitions():

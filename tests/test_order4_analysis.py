@@ -8,18 +8,7 @@ from analysis import qssep
 from analysis.order4 import fig_crossing_map, fig_g4_lines, g4_shape_on_pair
 
 
-from helpers import eq5, integral_unit_cube
-
-
-def set_partitions(items):
-    if not items:
-        yield []
-        return
-    first, rest = items[0], items[1:]
-    for part in set_partitions(rest):
-        yield [[first]] + part
-        for k in range(len(part)):
-            yield part[:k] + [[first] + part[k]] + part[k + 1:]
+from helpers import eq5, integral_unit_cube, set_partitions
 
 
 def crossing(part):

@@ -19,18 +19,6 @@ from anderson_mpi.run.config import make_plan
 from anderson_mpi.run import scheduler
 from anderson_mpi.run.executor import potential
 
-MALL_JOB = """
-name = "small"
-geometry = "cube"
-sizes = [4]
-W = [6.0]
-samples = 22
-block_size = 3
-seed = 7
-cuts = [0.3, 0.9]
-"""
-
-
 # --- pure pieces ----------------------------------------------------------------------------
 
 def test_samples_are_fixed_by_seed_and_common_across_W():
