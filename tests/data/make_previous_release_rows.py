@@ -15,7 +15,8 @@ for path in sorted(glob.glob("jobs/*.toml")):
     name = Path(path).stem
     for k, v in res.sums.items():
         out[f"{name}/{k}"] = np.asarray(v)
-    meta[name] = {"run": run.label, "block": 0, "samples": len(run.block_samples(0))}
+    # the job file itself: the shipped jobs may change later, the rows belong to this text
+    meta[name] = {"run": run.label, "block": 0, "samples": len(run.block_samples(0)), "toml": text}
     print(name, run.label, len(res.sums), file=sys.stderr)
 np.savez_compressed(sys.argv[1], **out)
 Path(sys.argv[1]).with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True))
