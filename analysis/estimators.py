@@ -67,6 +67,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from anderson_mpi.observables import transport_moments
+
 from .intervals import interval_sums
 
 __all__ = ["Means", "Replicated", "jackknife", "combine", "cumulants", "m3_split",
@@ -321,10 +323,7 @@ def cumulants(M, n_perp, orbit_size, cut_slices):
     out["map2"] = nx * np.asarray(M["cut_pair"]) / npp**2
 
     if "g" in M:  # transport: samples with leads (the Anderson model)
-        g, g_sq, n = float(np.real(M["g"])), float(np.real(M["g_sq"])), M.n
-        out["conductance"] = g
-        out["conductance_var"] = (g_sq - g * g) * n / (n - 1) if n > 1 else np.nan
-        out["fano"] = float(np.real(M["fano_num"])) / g if g != 0 else np.nan
+        out.update(transport_moments(*(float(np.real(M[name])) for name in ("g", "g_sq", "fano_num")), M.n))
     return out
 
 

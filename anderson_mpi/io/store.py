@@ -28,6 +28,7 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import StoreError
+from ..observables import transport_moments
 from . import schema
 
 __all__ = ["require_parallel_h5py", "StoreError", "BlockResult", "RunFile", "read_physics",
@@ -247,11 +248,11 @@ def read_summary(path):
             "seconds_per_sample": float(seconds.sum() / samples) if samples else None,
         }
         if samples and "g" in blocks:  # transport: samples with leads (the Anderson model)
-            g = blocks["g"][...][counted].sum()
-            g_sq = blocks["g_sq"][...][counted].sum()
-            summary["conductance_mean"] = g / samples
-            summary["conductance_var"] = (g_sq / samples - (g / samples) ** 2) * samples / max(samples - 1, 1)
-            summary["fano"] = float(blocks["fano_num"][...][counted].sum() / g)
+            means = [float(blocks[name][...][counted].sum()) / samples for name in ("g", "g_sq", "fano_num")]
+            moments = transport_moments(*means, samples)
+            summary["conductance_mean"] = moments["conductance"]
+            summary["conductance_var"] = float(moments["conductance_var"])
+            summary["fano"] = float(moments["fano"])
         if samples:
             # g1 slope: unweighted least squares of C1(x) = Tr G_aa / N_perp against x
             x = f["layout/x"][...]

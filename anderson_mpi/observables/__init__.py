@@ -32,7 +32,7 @@ from functools import cached_property
 
 from ..contracts import Cost, Field
 from ..system import transverse_fft
-from .base import BASE, TRANSPORT
+from .base import BASE, TRANSPORT, transport_moments
 from .cutpairs import CUT_PAIRS
 from .cuts import CUTS
 from .intervals import INTERVALS
@@ -41,7 +41,7 @@ from .m3split import M3_SPLIT
 
 __all__ = ["GROUPS", "Field", "Cost", "Layout", "make_layout", "layout_for", "k_orbits",
            "cut_slices", "pair_slices", "active_groups", "needs_rng", "block_fields", "observables_cost",
-           "SampleWork", "BlockState", "sample_observables"]
+           "SampleWork", "BlockState", "sample_observables", "transport_moments"]
 
 # Every group, in the order their fields are listed in a result file.
 GROUPS = (BASE, CUTS, CUT_PAIRS, M3_SPLIT, INTERVALS, TRANSPORT)

@@ -17,7 +17,7 @@ from ..contracts import COMPLEX_BYTES, Cost, Field
 from .kernels import hermitian_from_lower, kdiag_orbit_sums, n_leading_plus, slice_grams_lower
 
 __all__ = ["BASE", "TRANSPORT", "slice_gram_observables", "trace_g_cubed", "g2_step",
-           "transport_observables"]
+           "transport_observables", "transport_moments"]
 
 F8, C16 = np.float64, np.complex128
 
@@ -82,6 +82,14 @@ def transport_observables(transmission):
     tt = transmission @ transmission.conj().T
     g = float(np.trace(tt).real)
     return {"g": g, "g_sq": g * g, "fano_num": g - float(np.sum(np.abs(tt) ** 2))}
+
+
+def transport_moments(g_mean, g_sq_mean, fano_num_mean, n):
+    """Mean conductance, its variance (unbiased over ``n`` samples) and the Fano factor, from the
+    sample means of the transport fields (one formula for ``info`` and the analysis)."""
+    return {"conductance": g_mean,
+            "conductance_var": (g_sq_mean - g_mean**2) * n / (n - 1) if n > 1 else np.nan,
+            "fano": fano_num_mean / g_mean if g_mean != 0 else np.nan}
 
 
 class BaseGroup:
