@@ -79,6 +79,17 @@ KINDS = ("free", "classical", "free_swapped")
 
 # --- shapes and the loop arrangement ---------------------------------------------------------
 
+def _shape_at(kind, pts):
+    """The g4 shape ``kind`` (`KINDS`) at dn = 1 at the points ``(..., 4)``."""
+    if kind == "free":
+        return qssep.g(4, pts, 1.0)
+    if kind == "classical":
+        return qssep.g_classical(4, pts, 1.0)
+    if kind == "free_swapped":
+        return qssep.g(4, pts[..., [1, 0, 2, 3]], 1.0)
+    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
 def pair_points(x, c, d):
     """(Nx, Nx, 4) points ``(x_a, x_b, x_c, x_d)`` of the cut pair (c, d)."""
     x = np.asarray(x, float)
@@ -91,14 +102,7 @@ def shape_map(x, c, d, kind="free"):
     kind : "free" (`qssep.g`, n = 4), "classical" (`qssep.g_classical`) or "free_swapped"
     (``g4^Q(x_b, x_a, x_c, x_d)``, the free shape of the other loop order).
     """
-    pts = pair_points(x, c, d)
-    if kind == "free":
-        return qssep.g(4, pts, 1.0)
-    if kind == "classical":
-        return qssep.g_classical(4, pts, 1.0)
-    if kind == "free_swapped":
-        return qssep.g(4, pts[..., [1, 0, 2, 3]], 1.0)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return _shape_at(kind, pair_points(x, c, d))
 
 
 def arrangement_map(nx, c, d):
@@ -369,16 +373,6 @@ def g4_window_rows(fits):
 
 
 # --- zero lines ------------------------------------------------------------------------------
-
-def _shape_at(kind, pts):
-    if kind == "free":
-        return qssep.g(4, pts, 1.0)
-    if kind == "classical":
-        return qssep.g_classical(4, pts, 1.0)
-    if kind == "free_swapped":
-        return qssep.g(4, pts[..., [1, 0, 2, 3]], 1.0)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-
 
 def predicted_zero_line(xc, xd, kind="free", n_grid=400):
     """Zero set of a g4 shape in the (x_a, x_b) plane at fixed (x_c, x_d), exactly.

@@ -30,23 +30,7 @@ def _jit(func):
 @_jit
 def _bond(G, a, c, z):
     """``G <- u G u^+`` on sites (a, a+1), ``u = [[c, z], [-conj z, c]]``, G Hermitian."""
-    N = G.shape[0]
-    b = a + 1
-    zc = z.conjugate()
-    for j in range(N):
-        ga = G[a, j]
-        gb = G[b, j]
-        G[a, j] = c * ga + z * gb
-        G[b, j] = c * gb - zc * ga
-    gaa, gab, gba, gbb = G[a, a], G[a, b], G[b, a], G[b, b]
-    G[a, a] = c * gaa + zc * gab
-    G[a, b] = c * gab - z * gaa
-    G[b, a] = c * gba + zc * gbb
-    G[b, b] = c * gbb - z * gba
-    for i in range(N):
-        if i != a and i != b:
-            G[i, a] = G[a, i].conjugate()
-            G[i, b] = G[b, i].conjugate()
+    _bond_pair(G, a, a + 1, c, z)
 
 
 @_jit

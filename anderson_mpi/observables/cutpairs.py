@@ -79,6 +79,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from ..contracts import COMPLEX_BYTES, Cost, Field
+from .kernels import checked_modes
 
 __all__ = ["CUT_PAIRS", "TERMS", "SCHEDULES", "field_shapes", "CutPairState", "cutpair_fields"]
 
@@ -448,13 +449,8 @@ def cutpair_fields(phi_k, signature, mean_k, orbit_index, orbit_size, pair_slice
     dict
         name -> array, shapes and meanings of `field_shapes`.
     """
-    P = np.ascontiguousarray(phi_k, dtype=np.complex128)
-    if P.ndim != 3:
-        raise ValueError(f"phi_k must have shape (Nx, N_perp, M), got {np.shape(phi_k)}")
+    P, s = checked_modes(phi_k, signature)
     nx, n_perp, width = P.shape
-    s = np.asarray(signature, dtype=float).reshape(-1)
-    if s.shape != (width,) or not np.all(np.abs(s) == 1.0):
-        raise ValueError(f"signature must hold M = {width} entries +-1")
     n_plus = int(np.count_nonzero(s > 0))
     if not np.all(s[:n_plus] == 1.0):   # G = P S P^+ does not depend on the order of the columns
         order = np.argsort(-s, kind="stable")

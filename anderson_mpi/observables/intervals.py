@@ -104,7 +104,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from ..contracts import COMPLEX_BYTES, Cost, Field
-from .kernels import slice_grams_lower
+from .kernels import checked_modes, slice_grams_lower
 
 __all__ = ["DEFAULT_GRID", "interval_lengths", "field_shapes", "IntervalCarry", "draw_probes",
            "slice_subset_weights", "interval_observables", "interval_block_sums", "INTERVALS"]
@@ -554,13 +554,8 @@ def interval_observables(phi_k, signature, lengths, probes, orbit_index, orbit_s
     fields : dict name -> array (`field_shapes`)
     carry : IntervalCarry for the next sample of the block
     """
-    P = np.ascontiguousarray(phi_k, dtype=np.complex128)
-    if P.ndim != 3:
-        raise ValueError(f"phi_k must have shape (Nx, N_perp, M), got {np.shape(phi_k)}")
+    P, s = checked_modes(phi_k, signature)
     nx, n_perp, width = P.shape
-    s = np.asarray(signature, dtype=float).reshape(-1)
-    if s.shape != (width,) or not np.all(np.abs(s) == 1.0):
-        raise ValueError(f"signature must hold M = {width} entries +-1")
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     if lengths.size == 0 or lengths.min() < 1 or lengths.max() > nx:
         raise ValueError(f"interval lengths must lie in [1, Nx = {nx}], got {lengths.tolist()}")

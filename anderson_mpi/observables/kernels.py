@@ -71,6 +71,19 @@ def slice_grams_lower(phi):
     return lower
 
 
+def checked_modes(phi_k, signature):
+    """``phi_k`` as a C-contiguous complex (Nx, N_perp, M) array and the signature as M floats
+    +-1 (ValueError otherwise): the inputs of the kernels that take one sample's modes."""
+    P = np.ascontiguousarray(phi_k, dtype=np.complex128)
+    if P.ndim != 3:
+        raise ValueError(f"phi_k must have shape (Nx, N_perp, M), got {np.shape(phi_k)}")
+    width = P.shape[2]
+    s = np.asarray(signature, dtype=float).reshape(-1)
+    if s.shape != (width,) or not np.all(np.abs(s) == 1.0):
+        raise ValueError(f"signature must hold M = {width} entries +-1")
+    return P, s
+
+
 def n_leading_plus(s):
     """Number of +1 entries of the signature, which must all come before its -1 entries."""
     n_plus = int(np.count_nonzero(s > 0))
